@@ -80,13 +80,19 @@ pub fn xxh64<P: Payload>(payload: &P, start: usize, len: usize, max_len: usize, 
             break;
         }
         hash ^= round(0, payload.word(at));
-        hash = hash.rotate_left(27).wrapping_mul(PRIME1).wrapping_add(PRIME4);
+        hash = hash
+            .rotate_left(27)
+            .wrapping_mul(PRIME1)
+            .wrapping_add(PRIME4);
         at += 8;
     }
     at = payload.opaque(at);
     if end - at >= 4 {
         hash ^= (payload.word(at) as u32 as u64).wrapping_mul(PRIME1);
-        hash = hash.rotate_left(23).wrapping_mul(PRIME2).wrapping_add(PRIME3);
+        hash = hash
+            .rotate_left(23)
+            .wrapping_mul(PRIME2)
+            .wrapping_add(PRIME3);
         at += 4;
     }
     at = payload.opaque(at);

@@ -4,9 +4,16 @@
 //! program, in the userspace slow path, in unit tests and under the fuzzer alike.
 #![no_std]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod callid;
 #[cfg(any(test, feature = "corpus"))]
 pub mod corpus;
 pub mod hash;
+#[cfg(feature = "alloc")]
+pub mod maglev;
+pub mod maps;
+pub mod outcome;
 pub mod payload;
 pub mod swar;

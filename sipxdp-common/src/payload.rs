@@ -92,6 +92,9 @@ mod tests {
         assert_eq!(payload.word(10), 0);
         assert_eq!(payload.word(usize::MAX), 0);
         assert_eq!(payload.byte(9), b'9');
-        assert_eq!(payload.block(8), [u64::from_le_bytes(*b"89\0\0\0\0\0\0"), 0, 0, 0]);
+        assert_eq!(
+            payload.block(8),
+            [u64::from_le_bytes(*b"89\0\0\0\0\0\0"), 0, 0, 0]
+        );
     }
 }

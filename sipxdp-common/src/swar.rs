@@ -29,11 +29,11 @@ pub const fn blank_bytes(word: u64) -> u64 {
 
 /// The index (0..8) of the lowest marked byte of a non-zero mask.
 ///
-/// `mask & -mask` isolates the lowest marker, `>> 7` turns it into `1 << 8k`, and the
+/// Isolating the lowest set bit leaves the lowest marker, `>> 7` turns it into `1 << 8k`, and the
 /// multiplication moves the constant's byte `7 - k` (which holds `k`) into the top byte.
 #[inline(always)]
 pub const fn lowest_marked(mask: u64) -> usize {
-    let lowest = mask & mask.wrapping_neg();
+    let lowest = mask.isolate_lowest_one();
     (((lowest >> 7).wrapping_mul(0x0001_0203_0405_0607) >> 56) & 7) as usize
 }
 
@@ -56,38 +56,38 @@ pub const fn highest_marked(mask: u64) -> usize {
     index
 }
 
-/// Whether any byte of the four words equals `byte`. Cheaper than [`bytes_equal`] per word:
-/// the borrow trick used here only errs in bytes above a true match, which cannot change
-/// whether there is one.
+/// A mask whose lowest marked byte is the first byte of `word` equal to `byte`; zero if
+/// there is none. Cheaper than [`bytes_equal`]: the borrow trick used here can also mark
+/// bytes above a true match, never below one.
 #[inline(always)]
-pub const fn block_contains(block: &[u64; 4], byte: u8) -> bool {
-    let pattern = ONES.wrapping_mul(byte as u64);
-    let [a, b, c, d] = *block;
-    let (a, b, c, d) = (a ^ pattern, b ^ pattern, c ^ pattern, d ^ pattern);
-    let marks = (a.wrapping_sub(ONES) & !a)
-        | (b.wrapping_sub(ONES) & !b)
-        | (c.wrapping_sub(ONES) & !c)
-        | (d.wrapping_sub(ONES) & !d);
-    marks & HIGH_BITS != 0
+const fn first_equal_marks(word: u64, byte: u8) -> u64 {
+    let difference = word ^ ONES.wrapping_mul(byte as u64);
+    difference.wrapping_sub(ONES) & !difference & HIGH_BITS
 }
 
 /// The offset (0..32) of the first byte of the four words equal to `byte`.
 #[inline(always)]
 pub const fn block_find(block: &[u64; 4], byte: u8) -> Option<usize> {
-    if !block_contains(block, byte) {
+    let [a, b, c, d] = *block;
+    let (a, b, c, d) = (
+        first_equal_marks(a, byte),
+        first_equal_marks(b, byte),
+        first_equal_marks(c, byte),
+        first_equal_marks(d, byte),
+    );
+    if a | b | c | d == 0 {
         return None;
     }
-    let [a, b, c, d] = *block;
-    let (first, offset) = if bytes_equal(a, byte) != 0 {
-        (bytes_equal(a, byte), 0)
-    } else if bytes_equal(b, byte) != 0 {
-        (bytes_equal(b, byte), 8)
-    } else if bytes_equal(c, byte) != 0 {
-        (bytes_equal(c, byte), 16)
+    let (marks, offset) = if a != 0 {
+        (a, 0)
+    } else if b != 0 {
+        (b, 8)
+    } else if c != 0 {
+        (c, 16)
     } else {
-        (bytes_equal(d, byte), 24)
+        (d, 24)
     };
-    Some(offset + lowest_marked(first))
+    Some(offset + lowest_marked(marks))
 }
 
 /// A mask of the marker bits of the first `count` bytes (`count` clamped to 8).
@@ -135,11 +135,18 @@ mod tests {
                 let mut bytes = [probe.wrapping_add(1); 8];
                 bytes[position] = probe;
                 let mask = bytes_equal(u64::from_le_bytes(bytes), probe);
-                assert_eq!(mask, 0x80u64 << (position * 8), "byte {probe:#x} at {position}");
+                assert_eq!(
+                    mask,
+                    0x80u64 << (position * 8),
+                    "byte {probe:#x} at {position}"
+                );
             }
         }
         // A zero byte right below a one byte is the classic false positive of the cheap test.
-        assert_eq!(zero_bytes(word(&[0, 1, 0, 1, 0, 1, 0, 1])), 0x0080_0080_0080_0080);
+        assert_eq!(
+            zero_bytes(word(&[0, 1, 0, 1, 0, 1, 0, 1])),
+            0x0080_0080_0080_0080
+        );
     }
 
     #[test]
@@ -155,15 +162,36 @@ mod tests {
 
     #[test]
     fn finds_bytes_in_blocks() {
-        let block = [word(b"abcdefgh"), word(b"ijklmnop"), word(b"qrs\nuvwx"), word(b"\n")];
-        assert!(block_contains(&block, b'\n'));
+        let block = [
+            word(b"abcdefgh"),
+            word(b"ijklmnop"),
+            word(b"qrs\nuvwx"),
+            word(b"\n"),
+        ];
         assert_eq!(block_find(&block, b'\n'), Some(19));
         assert_eq!(block_find(&block, b'a'), Some(0));
         assert_eq!(block_find(&block, b'p'), Some(15));
         assert_eq!(block_find(&block, b'z'), None);
-        // The byte right above a true match is where the cheap test errs.
+        // The byte right above a true match is where the cheap test errs: 0x0b ^ 0x0a is 1.
         let tricky = [word(&[10, 11, 10, 11, 10, 11, 10, 11]), 0, 0, 0];
         assert_eq!(block_find(&tricky, 11), Some(1));
+        assert_eq!(block_find(&tricky, 10), Some(0));
+        for position in 0..32 {
+            for filler in [0u8, 1, 9, 11, 0x8b, 0xff] {
+                let mut bytes = [filler; 32];
+                bytes[position] = 10;
+                for (later, byte) in bytes.iter_mut().enumerate().skip(position + 1) {
+                    *byte = if later % 3 == 0 { 10 } else { filler };
+                }
+                let block = [0, 1, 2, 3].map(|i| word(&bytes[i * 8..i * 8 + 8]));
+                let expected = if filler == 10 {
+                    Some(0)
+                } else {
+                    Some(position)
+                };
+                assert_eq!(block_find(&block, 10), expected, "{bytes:?}");
+            }
+        }
     }
 
     #[test]

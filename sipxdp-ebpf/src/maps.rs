@@ -1,0 +1,52 @@
+//! The program's maps (BTF-defined). Layouts and names are in `sipxdp_common::maps`.
+
+use aya_ebpf::{
+    btf_maps::{Array, DevMapHash, PerCpuArray},
+    macros::btf_map,
+};
+use sipxdp_common::{
+    maps::{
+        Backend, Counter, MAX_BACKENDS, MAX_TX_PORTS, MAX_VIPS, MaglevTable, Settings,
+        VIP_TABLE_ENTRIES, VipEntry,
+    },
+    outcome::OUTCOMES_PER_VIP,
+};
+
+const BACKENDS_MAX: usize = MAX_BACKENDS as usize;
+const COUNTERS_MAX: usize = ((MAX_VIPS + 1) * OUTCOMES_PER_VIP) as usize;
+
+/// The configured VIPs: an open-addressing table, see `VipKey::home`.
+#[btf_map]
+pub static VIPS: Array<VipEntry, { VIP_TABLE_ENTRIES as usize }> = Array::new();
+
+/// Two Maglev tables per VIP slot (`VipConfig::table_index`): entry `hash % table_size`
+/// of the live one is a backend slot. Plain arrays rather than a map of maps, because
+/// the verifier inlines lookups in an array but turns a lookup in an inner map into an
+/// indirect call.
+#[btf_map]
+pub static MAGLEV: Array<MaglevTable, { 2 * MAX_VIPS as usize }> = Array::new();
+
+/// Backend slots.
+#[btf_map]
+pub static BACKENDS: Array<Backend, BACKENDS_MAX> = Array::new();
+
+/// Interfaces the program redirects to, keyed by ifindex (kernel 5.4).
+#[btf_map]
+pub static TX_PORTS: DevMapHash<{ MAX_TX_PORTS as usize }> = DevMapHash::new();
+
+/// Global settings, one entry.
+#[btf_map]
+pub static SETTINGS: Array<Settings, 1> = Array::new();
+
+/// Packets and bytes per VIP, action and reason; see `sipxdp_common::outcome`.
+#[btf_map]
+pub static COUNTERS: PerCpuArray<Counter, COUNTERS_MAX> = PerCpuArray::new();
+
+/// Packets and bytes forwarded per backend slot.
+#[btf_map]
+pub static BACKEND_COUNTERS: PerCpuArray<Counter, BACKENDS_MAX> = PerCpuArray::new();
+
+/// Per-CPU scratch memory of the payload scanner: one word to hide values from the
+/// verifier, and a zero-padded copy of the payload's last 32 bytes.
+#[btf_map]
+pub static SCRATCH: PerCpuArray<[u64; 10], 1> = PerCpuArray::new();

@@ -1,0 +1,184 @@
+//! From parsed headers to an action: VIP lookup, Call-ID scan, Maglev lookup, forwarding.
+
+use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_log_ebpf::debug;
+use sipxdp_common::{
+    callid::{KernelLimits, Unplaceable, locate},
+    maps::{
+        BACKEND_IN_SERVICE, Backend, MAGLEV_EMPTY, PROTOCOL_UDP, VIP_DROP_KEEP_ALIVE,
+        VIP_DROP_NOT_SIP, VIP_PROBES, VIP_TABLE_ENTRIES, VipConfig, VipKey, table_entry,
+    },
+    outcome::{Action, NO_VIP, Reason, counter_index},
+};
+
+use crate::{
+    maps::{BACKEND_COUNTERS, BACKENDS, COUNTERS, MAGLEV, SCRATCH, SETTINGS, TX_PORTS, VIPS},
+    packet::{Frame, Packet, Udp, parse},
+    payload::PacketPayload,
+};
+
+/// What to do with a frame, and what to count it as.
+struct Verdict {
+    action: Action,
+    reason: Reason,
+    /// The XDP return code carrying out `action`.
+    xdp: u32,
+}
+
+impl Verdict {
+    const fn pass(reason: Reason) -> Self {
+        Self {
+            action: Action::Passed,
+            reason,
+            xdp: xdp_action::XDP_PASS,
+        }
+    }
+
+    const fn drop(reason: Reason) -> Self {
+        Self {
+            action: Action::Dropped,
+            reason,
+            xdp: xdp_action::XDP_DROP,
+        }
+    }
+
+    const fn forward(xdp: u32) -> Self {
+        Self {
+            action: Action::Forwarded,
+            reason: Reason::CallId,
+            xdp,
+        }
+    }
+}
+
+/// Decides and carries out what happens to the frame in `ctx`; counts it exactly once.
+#[inline(always)]
+pub fn steer(ctx: &XdpContext) -> u32 {
+    let frame = Frame::new(ctx);
+    let frame_len = frame.len();
+    let (slot, verdict) = match parse(&frame) {
+        Ok(Packet::Udp(udp)) => {
+            let key = VipKey {
+                address: udp.destination,
+                port: udp.destination_port,
+                protocol: PROTOCOL_UDP,
+                padding: 0,
+            };
+            match find_vip(&key) {
+                Some(vip) => (vip.slot, steer_udp(ctx, &frame, &udp, &vip)),
+                None => (NO_VIP, Verdict::pass(Reason::NotVip)),
+            }
+        }
+        Ok(Packet::OtherIp) => (NO_VIP, Verdict::pass(Reason::NotVip)),
+        Err(reason) => (NO_VIP, Verdict::pass(reason)),
+    };
+    if let Some(counter) = COUNTERS.get_ptr_mut(counter_index(slot, verdict.action, verdict.reason))
+    {
+        // SAFETY: a per-CPU map value; nothing else runs on this CPU meanwhile.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += frame_len as u64;
+        }
+    }
+    verdict.xdp
+}
+
+/// The configuration of the VIP `key`, if there is one.
+#[inline(always)]
+fn find_vip(key: &VipKey) -> Option<VipConfig> {
+    let home = key.home();
+    for probe in 0..VIP_PROBES {
+        let entry = VIPS.get((home + probe) & (VIP_TABLE_ENTRIES - 1))?;
+        if entry.key.matches(key) {
+            return Some(entry.config);
+        }
+        if entry.key.protocol == 0 {
+            return None;
+        }
+    }
+    None
+}
+
+/// Steers a datagram sent to a UDP VIP.
+#[inline(always)]
+fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Verdict {
+    if udp.fragmented {
+        return Verdict::pass(Reason::IpFragment);
+    }
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return Verdict::pass(Reason::Malformed);
+    };
+    let Some(payload) = PacketPayload::new(
+        frame.data,
+        frame.end,
+        udp.payload,
+        udp.payload_len,
+        scratch as *mut u64,
+    ) else {
+        return Verdict::pass(Reason::Malformed);
+    };
+    let seed = SETTINGS.get(0).map_or(0, |settings| settings.hash_seed);
+    let call_id = match locate::<_, KernelLimits>(&payload, seed) {
+        Ok(call_id) => call_id,
+        Err(Unplaceable::KeepAlive) if vip.flags & VIP_DROP_KEEP_ALIVE != 0 => {
+            return Verdict::drop(Reason::KeepAlive);
+        }
+        Err(Unplaceable::NotSip) if vip.flags & VIP_DROP_NOT_SIP != 0 => {
+            return Verdict::drop(Reason::NotSip);
+        }
+        Err(reason) => return Verdict::pass(reason.into()),
+    };
+    if vip.table_size == 0 {
+        return Verdict::pass(Reason::NoBackend);
+    }
+    let entry = table_entry(call_id.hash, vip.table_size);
+    let Some(table) = MAGLEV.get(vip.table_index()) else {
+        return Verdict::pass(Reason::NoBackend);
+    };
+    let backend_slot = match table.get(entry) {
+        Some(&slot) if slot != MAGLEV_EMPTY => slot as u32,
+        _ => return Verdict::pass(Reason::NoBackend),
+    };
+    let Some(backend) = BACKENDS.get(backend_slot).copied() else {
+        return Verdict::pass(Reason::NoBackend);
+    };
+    if backend.flags & BACKEND_IN_SERVICE == 0 {
+        return Verdict::pass(Reason::NoBackend);
+    }
+    debug!(
+        ctx,
+        "call-id hash {:x} entry {} backend slot {}", call_id.hash, entry, backend_slot
+    );
+    let Some(xdp) = forward(ctx, frame, &backend) else {
+        return Verdict::pass(Reason::Malformed);
+    };
+    if let Some(counter) = BACKEND_COUNTERS.get_ptr_mut(backend_slot) {
+        // SAFETY: a per-CPU map value; nothing else runs on this CPU meanwhile.
+        unsafe {
+            (*counter).packets += 1;
+            (*counter).bytes += frame.len() as u64;
+        }
+    }
+    Verdict::forward(xdp)
+}
+
+/// Direct server return: only the Ethernet addresses change; the backend holds the VIP on
+/// its loopback and answers the client directly. Returns the XDP code that sends the
+/// frame: `XDP_TX` back out of the ingress interface, else a redirect through `TX_PORTS`.
+#[inline(always)]
+fn forward(ctx: &XdpContext, frame: &Frame, backend: &Backend) -> Option<u32> {
+    let destination = frame.pointer::<[u8; 6]>(0)?;
+    let source = frame.pointer::<[u8; 6]>(6)?;
+    // SAFETY: `pointer` checked both ranges against the frame end.
+    unsafe {
+        destination.write_unaligned(backend.destination_mac);
+        source.write_unaligned(backend.source_mac);
+    }
+    // SAFETY: reading a field of the context the kernel passed in.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    if backend.ifindex == ingress {
+        Some(xdp_action::XDP_TX)
+    } else {
+        TX_PORTS.redirect(backend.ifindex, 0).ok()
+    }
+}

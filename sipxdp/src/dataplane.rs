@@ -1,0 +1,349 @@
+//! The loaded kernel program and its maps: the only module that talks to aya.
+
+use std::os::fd::AsFd as _;
+
+use aya::{
+    Ebpf, EbpfLoader, VerifierLogLevel,
+    maps::{Array, MapError, PerCpuArray, xdp::DevMapHash},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
+};
+use sipxdp_common::{
+    maps::{
+        Backend, Counter, MAGLEV_EMPTY, MAGLEV_TABLE_ENTRIES, MaglevTable, Settings, VIP_PROBES,
+        VIP_REMOVED_PROTOCOL, VIP_TABLE_ENTRIES, VipConfig, VipEntry, VipKey, names,
+    },
+    outcome::{Action, Reason, counter_index},
+};
+use thiserror::Error;
+
+/// The kernel program, built by `build.rs` and embedded in the binary.
+static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipxdp"));
+
+/// The program's name in the object.
+const PROGRAM: &str = "sipxdp";
+
+/// Errors of the data plane, each naming what was being done.
+#[derive(Debug, Error)]
+pub enum DataplaneError {
+    #[error("loading the eBPF object: {0}")]
+    Object(#[source] aya::EbpfError),
+    #[error("the eBPF object has no program `{PROGRAM}`")]
+    MissingProgram,
+    #[error("the eBPF object has no map `{0}`")]
+    MissingMap(&'static str),
+    #[error("loading the XDP program into the kernel (verifier): {0}")]
+    Load(#[source] ProgramError),
+    #[error("attaching the XDP program to {interface} in {mode:?} mode: {source}")]
+    Attach {
+        interface: String,
+        mode: XdpMode,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("interface name {0:?} contains a NUL byte")]
+    InterfaceName(String),
+    #[error("adding interface {ifindex} to TX_PORTS: {source}")]
+    TxPort {
+        ifindex: u32,
+        #[source]
+        source: aya::maps::xdp::XdpMapError,
+    },
+    #[error("{what}: {source}")]
+    Map {
+        what: String,
+        #[source]
+        source: MapError,
+    },
+    #[error("running the program on a test frame: {0}")]
+    TestRun(#[source] ProgramError),
+    #[error(
+        "Maglev table for VIP slot {slot} has {len} entries; at most {MAGLEV_TABLE_ENTRIES} fit"
+    )]
+    TableTooLarge { slot: u32, len: usize },
+    #[error("no free entry for VIP {0:?} within {VIP_PROBES} probes of its home entry")]
+    VipTableFull(VipKey),
+    #[error("VIP {0:?} is not configured")]
+    UnknownVip(VipKey),
+}
+
+fn map_error(what: impl Into<String>) -> impl FnOnce(MapError) -> DataplaneError {
+    let what = what.into();
+    move |source| DataplaneError::Map { what, source }
+}
+
+/// How to load the program.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Highest aya-log level the program emits (`None`: no logs). Disabled levels cost
+    /// nothing: the verifier removes the code of a disabled log statement.
+    pub log_level: Option<aya_log::Level>,
+    /// Ask the verifier for statistics (used by tests to report instruction counts).
+    pub verifier_statistics: bool,
+}
+
+/// The result of running the program once on a frame with `BPF_PROG_TEST_RUN`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TestRunOutput {
+    /// The XDP action the program returned (`XDP_PASS`, `XDP_TX`, …).
+    pub action: u32,
+    /// The frame as the program left it.
+    pub frame: Vec<u8>,
+}
+
+/// The program, loaded and verified, with its maps.
+pub struct Dataplane {
+    ebpf: Ebpf,
+}
+
+impl Dataplane {
+    /// Loads the embedded object and the program into the kernel.
+    pub fn load(options: &LoadOptions) -> Result<Self, DataplaneError> {
+        let level = options.log_level.map_or(0u8, |level| level as u8);
+        let mut loader = EbpfLoader::new();
+        loader.override_global(aya_log::LEVEL, &level, false);
+        if options.verifier_statistics {
+            loader.verifier_log_level(VerifierLogLevel::STATS);
+        }
+        let mut ebpf = loader
+            .load(PROGRAM_OBJECT)
+            .map_err(DataplaneError::Object)?;
+        let program: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DataplaneError::MissingProgram)?
+            .try_into()
+            .map_err(DataplaneError::Load)?;
+        program.load().map_err(DataplaneError::Load)?;
+        Ok(Self { ebpf })
+    }
+
+    fn program(&self) -> Result<&Xdp, DataplaneError> {
+        self.ebpf
+            .program(PROGRAM)
+            .ok_or(DataplaneError::MissingProgram)?
+            .try_into()
+            .map_err(DataplaneError::Load)
+    }
+
+    fn program_mut(&mut self) -> Result<&mut Xdp, DataplaneError> {
+        self.ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DataplaneError::MissingProgram)?
+            .try_into()
+            .map_err(DataplaneError::Load)
+    }
+
+    /// How many instructions the verifier processed to accept the program.
+    pub fn verified_instructions(&self) -> Result<Option<u32>, DataplaneError> {
+        let info = self.program()?.info().map_err(DataplaneError::Load)?;
+        Ok(info.verified_instruction_count())
+    }
+
+    /// Attaches the program to `interface`; it stays attached until the `Dataplane` is
+    /// dropped.
+    pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<(), DataplaneError> {
+        let name = std::ffi::CString::new(interface)
+            .map_err(|_| DataplaneError::InterfaceName(interface.to_owned()))?;
+        self.program_mut()?
+            .attach(name.as_c_str(), mode)
+            .map(|_| ())
+            .map_err(|source| DataplaneError::Attach {
+                interface: interface.to_owned(),
+                mode,
+                source,
+            })
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, DataplaneError> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap(name))
+    }
+
+    fn map(&self, name: &'static str) -> Result<&aya::maps::Map, DataplaneError> {
+        self.ebpf.map(name).ok_or(DataplaneError::MissingMap(name))
+    }
+
+    /// Writes the global settings.
+    pub fn set_settings(&mut self, settings: &Settings) -> Result<(), DataplaneError> {
+        let mut array: Array<_, Settings> = Array::try_from(self.map_mut(names::SETTINGS)?)
+            .map_err(map_error("opening SETTINGS"))?;
+        array
+            .set(0, settings, 0)
+            .map_err(map_error("writing SETTINGS"))
+    }
+
+    fn vips(&mut self) -> Result<Array<&mut aya::maps::MapData, VipEntry>, DataplaneError> {
+        Array::try_from(self.map_mut(names::VIPS)?).map_err(map_error("opening VIPS"))
+    }
+
+    /// The `VIPS` entry holding `key`, or the free entry where it would go.
+    fn vip_entry(&mut self, key: &VipKey) -> Result<(u32, Option<VipEntry>), DataplaneError> {
+        let vips = self.vips()?;
+        let home = key.home();
+        let mut free = None;
+        for probe in 0..VIP_PROBES {
+            let index = (home + probe) & (VIP_TABLE_ENTRIES - 1);
+            let entry = vips.get(&index, 0).map_err(map_error("reading VIPS"))?;
+            if entry.key.matches(key) {
+                return Ok((index, Some(entry)));
+            }
+            let unused = entry.key.protocol == 0 || entry.key.protocol == VIP_REMOVED_PROTOCOL;
+            if unused && free.is_none() {
+                free = Some(index);
+            }
+        }
+        free.map(|index| (index, None))
+            .ok_or(DataplaneError::VipTableFull(*key))
+    }
+
+    /// Adds a VIP or changes its flags and table size; the live Maglev table generation
+    /// stays as it is (`publish_table` flips it).
+    pub fn set_vip(&mut self, key: &VipKey, config: &VipConfig) -> Result<(), DataplaneError> {
+        let (index, existing) = self.vip_entry(key)?;
+        let config = VipConfig {
+            generation: existing.map_or(0, |entry| entry.config.generation),
+            ..*config
+        };
+        self.vips()?
+            .set(index, &VipEntry { key: *key, config }, 0)
+            .map_err(map_error("writing a VIP"))
+    }
+
+    /// Removes a VIP; packets to it are passed on from then on.
+    pub fn remove_vip(&mut self, key: &VipKey) -> Result<(), DataplaneError> {
+        let (index, existing) = self.vip_entry(key)?;
+        if existing.is_none() {
+            return Err(DataplaneError::UnknownVip(*key));
+        }
+        // An empty entry would end the search for VIPs placed past it, so a removed
+        // entry keeps a key no packet matches until the entry is reused.
+        let tombstone = VipEntry {
+            key: VipKey {
+                protocol: VIP_REMOVED_PROTOCOL,
+                ..*key
+            },
+            config: VipConfig::default(),
+        };
+        self.vips()?
+            .set(index, &tombstone, 0)
+            .map_err(map_error("removing a VIP"))
+    }
+
+    /// Writes a backend slot.
+    pub fn set_backend(&mut self, slot: u32, backend: &Backend) -> Result<(), DataplaneError> {
+        let mut backends: Array<_, Backend> = Array::try_from(self.map_mut(names::BACKENDS)?)
+            .map_err(map_error("opening BACKENDS"))?;
+        backends
+            .set(slot, backend, 0)
+            .map_err(map_error(format!("writing backend slot {slot}")))
+    }
+
+    /// Lets the program redirect to `ifindex`.
+    pub fn add_tx_port(&mut self, ifindex: u32) -> Result<(), DataplaneError> {
+        let mut ports = DevMapHash::try_from(self.map_mut(names::TX_PORTS)?)
+            .map_err(map_error("opening TX_PORTS"))?;
+        ports
+            .insert(ifindex, ifindex, None, 0)
+            .map_err(|source| DataplaneError::TxPort { ifindex, source })
+    }
+
+    /// Publishes a Maglev table for the VIP `key`: writes the VIP's idle table, then flips
+    /// the VIP's live generation to it, so the program sees the old table or the new one.
+    pub fn publish_table(&mut self, key: &VipKey, table: &[u16]) -> Result<(), DataplaneError> {
+        let (index, existing) = self.vip_entry(key)?;
+        let mut entry = existing.ok_or(DataplaneError::UnknownVip(*key))?;
+        let slot = entry.config.slot;
+        if table.len() > MAGLEV_TABLE_ENTRIES {
+            return Err(DataplaneError::TableTooLarge {
+                slot,
+                len: table.len(),
+            });
+        }
+        let mut full: Box<MaglevTable> = Box::new([MAGLEV_EMPTY; MAGLEV_TABLE_ENTRIES]);
+        full[..table.len()].copy_from_slice(table);
+        entry.config.generation ^= 1;
+        entry.config.table_size = table.len() as u32;
+        let mut tables: Array<_, MaglevTable> =
+            Array::try_from(self.map_mut(names::MAGLEV)?).map_err(map_error("opening MAGLEV"))?;
+        tables
+            .set(entry.config.table_index(), &*full, 0)
+            .map_err(map_error(format!(
+                "writing a Maglev table of VIP slot {slot}"
+            )))?;
+        self.vips()?
+            .set(index, &entry, 0)
+            .map_err(map_error(format!(
+                "switching VIP slot {slot} to its new Maglev table"
+            )))
+    }
+
+    /// The per-CPU counter of (VIP slot, action, reason), summed over CPUs.
+    pub fn counter(
+        &self,
+        slot: u32,
+        action: Action,
+        reason: Reason,
+    ) -> Result<Counter, DataplaneError> {
+        let counters: PerCpuArray<_, Counter> = PerCpuArray::try_from(self.map(names::COUNTERS)?)
+            .map_err(map_error("opening COUNTERS"))?;
+        let values = counters
+            .get(&counter_index(slot, action, reason), 0)
+            .map_err(map_error("reading COUNTERS"))?;
+        Ok(sum(values.iter()))
+    }
+
+    /// The forwarding counter of a backend slot, summed over CPUs.
+    pub fn backend_counter(&self, slot: u32) -> Result<Counter, DataplaneError> {
+        let counters: PerCpuArray<_, Counter> =
+            PerCpuArray::try_from(self.map(names::BACKEND_COUNTERS)?)
+                .map_err(map_error("opening BACKEND_COUNTERS"))?;
+        let values = counters
+            .get(&slot, 0)
+            .map_err(map_error("reading BACKEND_COUNTERS"))?;
+        Ok(sum(values.iter()))
+    }
+
+    /// Runs the program once on `frame` (`BPF_PROG_TEST_RUN`, kernel 4.12).
+    pub fn test_run(&self, frame: &[u8]) -> Result<TestRunOutput, DataplaneError> {
+        let mut output = vec![0; frame.len() + 256];
+        let result = self
+            .program()?
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut output),
+                ..TestRunOptions::default()
+            })
+            .map_err(DataplaneError::TestRun)?;
+        output.truncate(result.data_size_out as usize);
+        Ok(TestRunOutput {
+            action: result.return_value,
+            frame: output,
+        })
+    }
+
+    /// Runs the program `repeat` times on `frame` and returns the kernel's mean time per
+    /// run in nanoseconds.
+    pub fn time_run(&self, frame: &[u8], repeat: u32) -> Result<u64, DataplaneError> {
+        let result = self
+            .program()?
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..TestRunOptions::default()
+            })
+            .map_err(DataplaneError::TestRun)?;
+        Ok(result.duration.as_nanos() as u64)
+    }
+
+    /// The program's file descriptor, for tools that inspect it.
+    pub fn program_fd(&self) -> Result<std::os::fd::BorrowedFd<'_>, DataplaneError> {
+        Ok(self.program()?.fd().map_err(DataplaneError::Load)?.as_fd())
+    }
+}
+
+fn sum<'a>(values: impl Iterator<Item = &'a Counter>) -> Counter {
+    values.fold(Counter::default(), |total, value| Counter {
+        packets: total.packets + value.packets,
+        bytes: total.bytes + value.bytes,
+    })
+}

@@ -1,0 +1,147 @@
+//! The subcommands that do work. Each one runs `setup` first, so a fresh clone needs nothing
+//! but `cargo xtask <command>`.
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::run::Cmd;
+use crate::setup::{cargo_install, is_root, setup};
+use crate::workspace::Workspace;
+
+/// The kernel crate. It only builds for `bpfel-unknown-none`; `sipxdp`'s build.rs builds it
+/// (via aya-build), so host-target cargo commands leave it out.
+const EBPF_CRATE: &str = "sipxdp-ebpf";
+
+/// The package that holds the lab and benchmark binaries.
+const TESTS_PACKAGE: &str = "sipxdp-tests";
+
+/// Runs `cmd` under a banner, then reports how long it took and whether it passed.
+fn stage(name: &str, cmd: Cmd) -> Result<()> {
+    println!("\n==> {name}");
+    let start = Instant::now();
+    let result = cmd.run();
+    let verdict = if result.is_ok() { "ok" } else { "FAILED" };
+    println!("<== {name}: {verdict} in {:.1?}", start.elapsed());
+    result
+}
+
+/// `cargo xtask build`.
+pub fn build(ws: &Workspace) -> Result<()> {
+    setup(ws)?;
+    build_workspace(ws)
+}
+
+/// Release build of every host crate (the kernel program is built and embedded by the way).
+fn build_workspace(ws: &Workspace) -> Result<()> {
+    stage(
+        "build",
+        ws.cargo(&ws.pins.userspace).args([
+            "build",
+            "--release",
+            "--workspace",
+            "--exclude",
+            EBPF_CRATE,
+        ]),
+    )
+}
+
+/// `cargo xtask test [args...]`: formatting, lints, then the test suite; `args` go to
+/// `cargo test` (a filter, or `-- --nocapture`).
+pub fn test(ws: &Workspace, args: &[String]) -> Result<()> {
+    setup(ws)?;
+    let toolchain = &ws.pins.userspace;
+    stage("fmt", ws.cargo(toolchain).args(["fmt", "--all", "--check"]))?;
+    stage(
+        "clippy",
+        ws.cargo(toolchain).args([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            EBPF_CRATE,
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    let mut tests =
+        ws.cargo(toolchain)
+            .args(["test", "--workspace", "--exclude", EBPF_CRATE, "--release"]);
+    if is_root()? {
+        // As root every privileged test must run: missing kernel features fail, not skip.
+        tests = tests.env("SIPXDP_REQUIRE_PRIVILEGES", "1");
+    }
+    stage("test", tests.args(args))
+}
+
+/// `cargo xtask lab <args...>` (and `demo`, which is `lab demo`): builds, then runs the lab.
+pub fn lab(ws: &Workspace, args: &[String]) -> Result<()> {
+    setup(ws)?;
+    build_workspace(ws)?;
+    run_tests_binary(ws, "sipxdp-lab", args)
+}
+
+/// `cargo xtask bench [args...]`.
+pub fn bench(ws: &Workspace, args: &[String]) -> Result<()> {
+    setup(ws)?;
+    run_tests_binary(ws, "sipxdp-bench", args)
+}
+
+/// `cargo run --release` of a binary of the tests package, passing `args` through.
+fn run_tests_binary(ws: &Workspace, binary: &str, args: &[String]) -> Result<()> {
+    ws.cargo(&ws.pins.userspace)
+        .args([
+            "run",
+            "--release",
+            "-p",
+            TESTS_PACKAGE,
+            "--bin",
+            binary,
+            "--",
+        ])
+        .args(args)
+        .run()
+}
+
+/// `cargo xtask fuzz [SECONDS]`: every cargo-fuzz target for `seconds` each, with the pinned
+/// nightly (cargo-fuzz needs nightly sanitizer flags).
+pub fn fuzz(ws: &Workspace, seconds: u64) -> Result<()> {
+    setup(ws)?;
+    if !ws.root.join("fuzz").is_dir() {
+        println!("no fuzz targets yet");
+        return Ok(());
+    }
+    let nightly = &ws.pins.ebpf;
+    if ws
+        .cargo(nightly)
+        .args(["fuzz", "--version"])
+        .probe()
+        .is_some()
+    {
+        println!("ok: cargo-fuzz present");
+    } else {
+        println!("installing cargo-fuzz ...");
+        cargo_install(nightly)
+            .args(["cargo-fuzz", "--locked"])
+            .run()
+            .map_err(|e| e.context("cannot install cargo-fuzz"))?;
+    }
+    let list = ws.cargo(nightly).args(["fuzz", "list"]).read_stdout()?;
+    let targets: Vec<&str> = list
+        .lines()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if targets.is_empty() {
+        println!("no fuzz targets yet");
+    }
+    for target in targets {
+        stage(
+            &format!("fuzz {target}"),
+            ws.cargo(nightly)
+                .args(["fuzz", "run", target, "--"])
+                .arg(format!("-max_total_time={seconds}")),
+        )?;
+    }
+    Ok(())
+}
