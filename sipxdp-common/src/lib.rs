@@ -17,3 +17,4 @@ pub mod maps;
 pub mod outcome;
 pub mod payload;
 pub mod swar;
+pub mod wire;

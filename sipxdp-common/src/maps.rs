@@ -57,7 +57,7 @@ pub const fn ipv4_mapped(octets: [u8; 4]) -> Address {
 
 /// Key of a VIP: destination address, port (host order) and protocol. An entry of `VIPS`
 /// whose key has protocol 0 is empty.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(C)]
 pub struct VipKey {
     pub address: Address,

@@ -89,6 +89,8 @@ reasons! {
     BeyondWindow = 14 => "beyond_window",
     /// The VIP has no usable backend.
     NoBackend = 15 => "no_backend",
+    /// The backend's interface cannot be redirected to (not in the program's port map).
+    NoRoute = 16 => "no_route",
 }
 
 impl From<Unplaceable> for Reason {

@@ -75,9 +75,7 @@ impl Frame {
 
 /// A UDP datagram (or the first fragment of one) as far as steering needs it.
 pub struct Udp {
-    pub source: Address,
     pub destination: Address,
-    pub source_port: u16,
     pub destination_port: u16,
     /// Frame offset of the first payload byte.
     pub payload: usize,
@@ -125,7 +123,6 @@ fn parse_ipv4(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
     }
     let fragment = frame.read_u16(l3 + 6).ok_or(Reason::Malformed)?;
     let protocol: u8 = frame.read(l3 + 9).ok_or(Reason::Malformed)?;
-    let source: [u8; 4] = frame.read(l3 + 12).ok_or(Reason::Malformed)?;
     let destination: [u8; 4] = frame.read(l3 + 16).ok_or(Reason::Malformed)?;
     if protocol != PROTOCOL_UDP {
         return Ok(Packet::OtherIp);
@@ -135,9 +132,7 @@ fn parse_ipv4(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
     if offset != 0 {
         // A later fragment: no UDP header to read.
         return Ok(Packet::Udp(Udp {
-            source: ipv4_mapped(source),
             destination: ipv4_mapped(destination),
-            source_port: 0,
             destination_port: 0,
             payload: 0,
             payload_len: 0,
@@ -149,7 +144,6 @@ fn parse_ipv4(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
     if l4_present < UDP_HEADER {
         return Err(Reason::Malformed);
     }
-    let source_port = frame.read_u16(l4).ok_or(Reason::Malformed)?;
     let destination_port = frame.read_u16(l4 + 2).ok_or(Reason::Malformed)?;
     let udp_len = frame.read_u16(l4 + 4).ok_or(Reason::Malformed)? as usize;
     if udp_len < UDP_HEADER || (!fragmented && udp_len > l4_present) {
@@ -157,9 +151,7 @@ fn parse_ipv4(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
     }
     let payload_len = if fragmented { l4_present } else { udp_len } - UDP_HEADER;
     Ok(Packet::Udp(Udp {
-        source: ipv4_mapped(source),
         destination: ipv4_mapped(destination),
-        source_port,
         destination_port,
         payload: l4 + UDP_HEADER,
         payload_len,

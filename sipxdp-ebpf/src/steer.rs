@@ -149,8 +149,9 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
         ctx,
         "call-id hash {:x} entry {} backend slot {}", call_id.hash, entry, backend_slot
     );
-    let Some(xdp) = forward(ctx, frame, &backend) else {
-        return Verdict::pass(Reason::Malformed);
+    let xdp = match forward(ctx, frame, &backend) {
+        Ok(xdp) => xdp,
+        Err(reason) => return Verdict::pass(reason),
     };
     if let Some(counter) = BACKEND_COUNTERS.get_ptr_mut(backend_slot) {
         // SAFETY: a per-CPU map value; nothing else runs on this CPU meanwhile.
@@ -166,19 +167,26 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
 /// its loopback and answers the client directly. Returns the XDP code that sends the
 /// frame: `XDP_TX` back out of the ingress interface, else a redirect through `TX_PORTS`.
 #[inline(always)]
-fn forward(ctx: &XdpContext, frame: &Frame, backend: &Backend) -> Option<u32> {
-    let destination = frame.pointer::<[u8; 6]>(0)?;
-    let source = frame.pointer::<[u8; 6]>(6)?;
+fn forward(ctx: &XdpContext, frame: &Frame, backend: &Backend) -> Result<u32, Reason> {
+    let (Some(destination), Some(source)) =
+        (frame.pointer::<[u8; 6]>(0), frame.pointer::<[u8; 6]>(6))
+    else {
+        return Err(Reason::Malformed);
+    };
+    // SAFETY: reading a field of the context the kernel passed in.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    let xdp = if backend.ifindex == ingress {
+        xdp_action::XDP_TX
+    } else {
+        // Before the frame changes: a frame that is passed on must leave untouched.
+        TX_PORTS
+            .redirect(backend.ifindex, xdp_action::XDP_PASS as u64)
+            .map_err(|_| Reason::NoRoute)?
+    };
     // SAFETY: `pointer` checked both ranges against the frame end.
     unsafe {
         destination.write_unaligned(backend.destination_mac);
         source.write_unaligned(backend.source_mac);
     }
-    // SAFETY: reading a field of the context the kernel passed in.
-    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
-    if backend.ifindex == ingress {
-        Some(xdp_action::XDP_TX)
-    } else {
-        TX_PORTS.redirect(backend.ifindex, 0).ok()
-    }
+    Ok(xdp)
 }

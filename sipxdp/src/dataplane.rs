@@ -5,7 +5,7 @@ use std::os::fd::AsFd as _;
 use aya::{
     Ebpf, EbpfLoader, VerifierLogLevel,
     maps::{Array, MapError, PerCpuArray, xdp::DevMapHash},
-    programs::{ProgramError, TestRun, TestRunOptions, Xdp, XdpMode},
+    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
 };
 use sipxdp_common::{
     maps::{
@@ -15,6 +15,11 @@ use sipxdp_common::{
     outcome::{Action, Reason, counter_index},
 };
 use thiserror::Error;
+
+use crate::plan::Plan;
+
+/// How the program is attached: re-exported so callers need not depend on aya.
+pub use aya::programs::XdpMode;
 
 /// The kernel program, built by `build.rs` and embedded in the binary.
 static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipxdp"));
@@ -275,6 +280,36 @@ impl Dataplane {
             .map_err(map_error(format!(
                 "switching VIP slot {slot} to its new Maglev table"
             )))
+    }
+
+    /// Makes the maps hold `plan`, given that they hold `previous`: writes what changed,
+    /// in an order that never lets a table point at a backend slot not yet written.
+    pub fn apply(&mut self, plan: &Plan, previous: &Plan) -> Result<(), DataplaneError> {
+        for (slot, backend) in &plan.backends {
+            if previous.backends.get(slot) != Some(backend) {
+                self.set_backend(*slot, backend)?;
+            }
+        }
+        for vip in &plan.vips {
+            let before = previous.vips.iter().find(|old| old.key == vip.key);
+            if before.map(|old| &old.entry) != Some(&vip.entry) {
+                self.set_vip(&vip.key, &vip.entry)?;
+            }
+            if before.map(|old| &old.table) != Some(&vip.table) {
+                self.publish_table(&vip.key, &vip.table)?;
+            }
+        }
+        for old in &previous.vips {
+            if !plan.vips.iter().any(|vip| vip.key == old.key) {
+                self.remove_vip(&old.key)?;
+            }
+        }
+        for slot in previous.backends.keys() {
+            if !plan.backends.contains_key(slot) {
+                self.set_backend(*slot, &Backend::default())?;
+            }
+        }
+        Ok(())
     }
 
     /// The per-CPU counter of (VIP slot, action, reason), summed over CPUs.

@@ -12,12 +12,14 @@
 
 pub mod addrplan;
 mod cmd;
+pub mod frames;
 pub mod lab;
 pub mod link;
 pub mod names;
 pub mod netns;
 pub mod privileges;
 pub mod process;
+pub mod sipgen;
 pub mod subnet;
 #[cfg(test)]
 mod testutil;
