@@ -59,6 +59,8 @@ pub enum DataplaneError {
         #[source]
         source: MapError,
     },
+    #[error("reading the program's log messages: {0}")]
+    Logger(#[source] aya_log::Error),
     #[error("running the program on a test frame: {0}")]
     TestRun(#[source] ProgramError),
     #[error(
@@ -137,6 +139,14 @@ impl Dataplane {
             .map_err(DataplaneError::Load)
     }
 
+    /// Starts reading the program's aya-log messages; the caller polls the returned logger
+    /// (it is readable when messages wait) and calls `flush` to log them.
+    pub fn kernel_logger(
+        &mut self,
+    ) -> Result<aya_log::EbpfLogger<&'static dyn log::Log>, DataplaneError> {
+        aya_log::EbpfLogger::init(&mut self.ebpf).map_err(DataplaneError::Logger)
+    }
+
     /// How many instructions the verifier processed to accept the program.
     pub fn verified_instructions(&self) -> Result<Option<u32>, DataplaneError> {
         let info = self.program()?.info().map_err(DataplaneError::Load)?;
@@ -205,8 +215,11 @@ impl Dataplane {
     /// stays as it is (`publish_table` flips it).
     pub fn set_vip(&mut self, key: &VipKey, config: &VipConfig) -> Result<(), DataplaneError> {
         let (index, existing) = self.vip_entry(key)?;
+        // The live table and its size change only together, in `publish_table`: a new VIP
+        // starts with an empty table (its packets pass with `NoBackend`) until then.
         let config = VipConfig {
             generation: existing.map_or(0, |entry| entry.config.generation),
+            table_size: existing.map_or(0, |entry| entry.config.table_size),
             ..*config
         };
         self.vips()?

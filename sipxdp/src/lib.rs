@@ -1,7 +1,13 @@
 //! The sipxdp control plane: loads the XDP program, fills its maps, and runs the daemon.
 pub mod config;
+pub mod daemon;
 pub mod dataplane;
 pub mod health;
+pub mod lookup;
 pub mod neighbor;
 pub mod plan;
+pub mod report;
 pub mod sip;
+
+#[cfg(test)]
+mod test_support;

@@ -99,6 +99,18 @@ impl Slots {
         Some(())
     }
 
+    /// The backend holding `slot`, if the last plan gave it to one.
+    pub fn backend_at(&self, slot: u32) -> Option<&BackendId> {
+        self.backends
+            .iter()
+            .find_map(|(id, &held)| (held == slot).then_some(id))
+    }
+
+    /// The slot of a VIP, if the last plan gave it one.
+    pub fn vip(&self, key: &VipKey) -> Option<u32> {
+        self.vips.get(key).copied()
+    }
+
     /// The slot of a backend, if the last plan gave it one.
     pub fn backend(&self, id: &BackendId) -> Option<u32> {
         self.backends.get(id).copied()

@@ -12,6 +12,7 @@
 
 pub mod addrplan;
 mod cmd;
+pub mod daemon_lab;
 pub mod frames;
 pub mod lab;
 pub mod link;

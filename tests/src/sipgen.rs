@@ -124,3 +124,62 @@ impl Call {
             .into_bytes()
     }
 }
+
+/// The `200 OK` a SIP stack sends for an `OPTIONS` request (RFC 3261 section 11.2): the
+/// request's Via, From, To, Call-ID and CSeq headers copied, no body. `None` for anything
+/// else, so a backend can answer health checks and hand every other message on.
+pub fn answer_options(request: &[u8]) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(request).ok()?;
+    if !text.starts_with("OPTIONS ") {
+        return None;
+    }
+    let mut reply = String::from("SIP/2.0 200 OK\r\n");
+    let copied = [
+        "via:", "v:", "from:", "f:", "to:", "t:", "call-id:", "i:", "cseq:",
+    ];
+    for line in text.lines().skip(1).take_while(|line| !line.is_empty()) {
+        let lower = line.to_ascii_lowercase();
+        if copied.iter().any(|name| lower.starts_with(name)) {
+            reply.push_str(line.trim_end_matches('\r'));
+            reply.push_str("\r\n");
+        }
+    }
+    reply.push_str("Content-Length: 0\r\n\r\n");
+    Some(reply.into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answer_options;
+
+    #[test]
+    fn options_are_answered_with_their_transaction_headers() {
+        let request = b"OPTIONS sip:198.51.100.21:5060 SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 198.51.100.2:40000;branch=z9hG4bK-1;rport\r\n\
+            From: <sip:sipxdp@198.51.100.2>;tag=a\r\nTo: <sip:198.51.100.21>\r\n\
+            Call-ID: ping-1@198.51.100.2\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+            Content-Length: 0\r\n\r\n";
+        let reply = String::from_utf8(answer_options(request).expect("a reply")).expect("text");
+        assert!(reply.starts_with("SIP/2.0 200 OK\r\n"));
+        for header in [
+            "Via: SIP/2.0/UDP",
+            "From: <sip:sipxdp",
+            "To: <sip",
+            "Call-ID: ping-1",
+            "CSeq: 1 OPTIONS",
+        ] {
+            assert!(reply.contains(header), "{header} in {reply}");
+        }
+        assert!(!reply.contains("Max-Forwards"));
+        assert!(reply.ends_with("Content-Length: 0\r\n\r\n"));
+    }
+
+    #[test]
+    fn other_messages_are_not_answered() {
+        assert_eq!(
+            answer_options(b"INVITE sip:bob@example.com SIP/2.0\r\n\r\n"),
+            None
+        );
+        assert_eq!(answer_options(&[0xff, 0xfe]), None);
+    }
+}

@@ -118,6 +118,32 @@ pub struct Datagram {
     pub payload: Vec<u8>,
 }
 
+/// Receive buffer of a [`UdpReceiver`]: room for thousands of datagrams, so a receiving
+/// thread that the scheduler holds back for a moment loses nothing.
+const RECEIVE_BUFFER: usize = 16 << 20;
+
+/// Sets the socket's receive buffer to `bytes`, above `net.core.rmem_max`
+/// (`SO_RCVBUFFORCE` needs `CAP_NET_ADMIN`, which the lab has anyway).
+fn force_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: a valid socket and a pointer to a c_int of the length given.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// A UDP socket inside a namespace whose datagrams are read continuously by a background
 /// thread and handed out by [`UdpReceiver::collect`]. Dropping it stops the thread.
 #[derive(Debug)]
@@ -131,6 +157,16 @@ pub struct UdpReceiver {
 impl UdpReceiver {
     /// Binds `bind` inside `netns` and starts receiving immediately.
     pub fn bind(netns: &Netns, bind: SocketAddr) -> Result<UdpReceiver, TrafficError> {
+        Self::bind_answering(netns, bind, |_| None)
+    }
+
+    /// Like [`bind`](Self::bind), but a datagram for which `answer` returns a reply is
+    /// answered to its sender instead of being handed out (e.g. SIP OPTIONS pings).
+    pub fn bind_answering(
+        netns: &Netns,
+        bind: SocketAddr,
+        answer: fn(&[u8]) -> Option<Vec<u8>>,
+    ) -> Result<UdpReceiver, TrafficError> {
         let socket = netns.udp_socket(bind)?;
         let local = socket
             .local_addr()
@@ -141,12 +177,14 @@ impl UdpReceiver {
         socket
             .set_read_timeout(Some(RECEIVE_POLL))
             .map_err(|source| TrafficError::Configure { local, source })?;
+        force_receive_buffer(&socket, RECEIVE_BUFFER)
+            .map_err(|source| TrafficError::Configure { local, source })?;
         let (sender, datagrams) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name(format!("udp-rx-{local}"))
-            .spawn(move || receive_loop(&socket, &sender, &thread_stop))
+            .spawn(move || receive_loop(&socket, &sender, &thread_stop, answer))
             .map_err(|source| TrafficError::Thread { local, source })?;
         Ok(UdpReceiver {
             local,
@@ -205,14 +243,22 @@ fn receive_loop(
     socket: &UdpSocket,
     sender: &mpsc::Sender<io::Result<Datagram>>,
     stop: &AtomicBool,
+    answer: fn(&[u8]) -> Option<Vec<u8>>,
 ) {
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     while !stop.load(Ordering::Relaxed) {
         let message = match socket.recv_from(&mut buffer) {
-            Ok((len, peer)) => Ok(Datagram {
-                peer,
-                payload: buffer[..len].to_vec(),
-            }),
+            Ok((len, peer)) => {
+                if let Some(reply) = answer(&buffer[..len]) {
+                    // A lost reply is what the asker's retries or health checks are for.
+                    let _ = socket.send_to(&reply, peer);
+                    continue;
+                }
+                Ok(Datagram {
+                    peer,
+                    payload: buffer[..len].to_vec(),
+                })
+            }
             Err(err)
                 if matches!(
                     err.kind(),

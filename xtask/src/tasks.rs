@@ -64,6 +64,8 @@ pub fn test(ws: &Workspace, args: &[String]) -> Result<()> {
             "warnings",
         ]),
     )?;
+    // The daemon tests run the real `sipxdp` binary.
+    build_workspace(ws)?;
     let mut tests =
         ws.cargo(toolchain)
             .args(["test", "--workspace", "--exclude", EBPF_CRATE, "--release"]);

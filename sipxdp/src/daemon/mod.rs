@@ -1,0 +1,404 @@
+//! `sipxdp run`: loads the configuration, fills the program's maps, attaches it, keeps the
+//! backends' health and paths current, reloads on SIGHUP and detaches on SIGINT/SIGTERM.
+//!
+//! Everything that can be refused is checked before anything is attached: the
+//! configuration, what this version supports, and a path to every backend. Once running,
+//! a bad reload is logged and the running configuration stays in force.
+
+mod paths;
+pub mod support;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket},
+    path::{Path as FsPath, PathBuf},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, anyhow, bail};
+use sipxdp_common::maps::Settings as KernelSettings;
+use tokio::{
+    io::unix::AsyncFd,
+    net::UdpSocket,
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, oneshot},
+};
+
+use crate::{
+    config::{self, Config, LogLevel, SystemEnvironment, XdpMode as ConfigXdpMode},
+    dataplane::{Dataplane, LoadOptions, XdpMode},
+    health::{self, Event, Prober, Target},
+    neighbor::{AsyncWatcher, DEFAULT_RESOLVE_TIMEOUT, Resolver, Watcher},
+    plan::{BackendId, BackendRuntime, Health, Path, Plan, Slots, plan},
+    report::Report,
+};
+
+pub use paths::PathError;
+
+/// How `sipxdp run` behaves beyond its configuration file.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    /// Log the counters this often (never when `None`).
+    pub report_every: Option<Duration>,
+}
+
+/// Loads `path` and checks that this version can serve it.
+///
+/// # Errors
+///
+/// Every problem of the file, or every feature it uses that the data path lacks.
+pub fn load_config(path: &FsPath) -> anyhow::Result<Config> {
+    let config = config::load(path, &SystemEnvironment).map_err(|errors| anyhow!("{errors}"))?;
+    let unsupported = support::unsupported(&config);
+    if !unsupported.is_empty() {
+        bail!("{}: {}", path.display(), unsupported.join("\n"));
+    }
+    Ok(config)
+}
+
+/// The `log` filter of a configured level.
+pub fn log_filter(level: LogLevel) -> log::LevelFilter {
+    match level {
+        LogLevel::Off => log::LevelFilter::Off,
+        LogLevel::Error => log::LevelFilter::Error,
+        LogLevel::Warn => log::LevelFilter::Warn,
+        LogLevel::Info => log::LevelFilter::Info,
+        LogLevel::Debug => log::LevelFilter::Debug,
+        LogLevel::Trace => log::LevelFilter::Trace,
+    }
+}
+
+fn kernel_log_level(level: LogLevel) -> Option<aya_log::Level> {
+    match level {
+        LogLevel::Off => None,
+        LogLevel::Error => Some(aya_log::Level::Error),
+        LogLevel::Warn => Some(aya_log::Level::Warn),
+        LogLevel::Info => Some(aya_log::Level::Info),
+        LogLevel::Debug => Some(aya_log::Level::Debug),
+        LogLevel::Trace => Some(aya_log::Level::Trace),
+    }
+}
+
+fn xdp_mode(mode: ConfigXdpMode) -> XdpMode {
+    match mode {
+        // Without a mode flag the kernel uses the driver's XDP when it has one.
+        ConfigXdpMode::Auto => XdpMode::Default,
+        ConfigXdpMode::Skb => XdpMode::Skb,
+        ConfigXdpMode::Driver => XdpMode::Driver,
+    }
+}
+
+/// The attached program and what it was filled from.
+struct Daemon {
+    config_path: PathBuf,
+    config: Config,
+    dataplane: Dataplane,
+    slots: Slots,
+    plan: Plan,
+    health: BTreeMap<BackendId, Health>,
+    paths: BTreeMap<BackendId, Path>,
+    tx_ports: BTreeSet<u32>,
+    resolver: Resolver,
+}
+
+impl Daemon {
+    /// Computes the plan for the current configuration, health and paths, and writes what
+    /// changed into the maps.
+    fn publish(&mut self) -> anyhow::Result<()> {
+        let health = &self.health;
+        let paths = &self.paths;
+        let next = plan(&self.config, &mut self.slots, |id| BackendRuntime {
+            health: health.get(id).copied().unwrap_or(Health::Up),
+            admin: None,
+            path: paths.get(id).copied(),
+        })?;
+        for path in self.paths.values() {
+            if self.tx_ports.insert(path.ifindex) {
+                self.dataplane.add_tx_port(path.ifindex)?;
+            }
+        }
+        self.dataplane.apply(&next, &self.plan)?;
+        self.plan = next;
+        Ok(())
+    }
+
+    /// The health-check targets: one per backend slot.
+    fn targets(&self) -> Vec<Target> {
+        self.plan
+            .backends
+            .keys()
+            .filter_map(|&slot| {
+                self.slots.backend_at(slot).map(|id| Target {
+                    id: slot,
+                    address: id.address,
+                })
+            })
+            .collect()
+    }
+
+    fn on_health(&mut self, event: Event) -> anyhow::Result<()> {
+        let (slot, health) = match event {
+            Event::Up { id } => (id, Health::Up),
+            Event::Down { id, .. } => (id, Health::Down),
+        };
+        let Some(id) = self.slots.backend_at(slot).cloned() else {
+            return Ok(());
+        };
+        match event {
+            Event::Up { .. } => log::info!("backend {} of VIP {} is up", id.address, id.vip),
+            Event::Down { reason, .. } => log::warn!(
+                "backend {} of VIP {} is down: {reason:?}",
+                id.address,
+                id.vip
+            ),
+        }
+        self.health.insert(id, health);
+        self.publish()
+    }
+
+    /// Re-reads the paths after the kernel's tables changed; keeps the old ones if any
+    /// backend cannot be resolved now (its health checks will tell whether it is gone).
+    fn on_tables_changed(&mut self) -> anyhow::Result<()> {
+        match paths::resolve_all(&self.config, &mut self.resolver) {
+            Ok(paths) if paths != self.paths => {
+                log::info!("backend paths changed; updating the maps");
+                self.paths = paths;
+                self.publish()
+            }
+            Ok(_) => Ok(()),
+            Err(errors) => {
+                for error in errors {
+                    log::warn!("{error}");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Applies the configuration file again. On any problem the running configuration
+    /// stays in force.
+    fn reload(&mut self) -> anyhow::Result<()> {
+        let config = load_config(&self.config_path)?;
+        if config.interfaces != self.config.interfaces {
+            bail!("the interfaces changed; restart sipxdp to attach to the new set");
+        }
+        let paths = paths::resolve_all(&config, &mut self.resolver).map_err(joined)?;
+        if config.daemon.hash_seed != self.config.daemon.hash_seed {
+            self.dataplane.set_settings(&KernelSettings {
+                hash_seed: config.daemon.hash_seed,
+            })?;
+        }
+        self.config = config;
+        self.paths = paths;
+        self.publish()
+    }
+}
+
+fn joined(errors: Vec<PathError>) -> anyhow::Error {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    anyhow!("{}", lines.join("\n"))
+}
+
+/// The address the backends see health checks coming from: the source the kernel picks
+/// towards the first backend.
+fn health_check_source(config: &Config) -> anyhow::Result<IpAddr> {
+    let first = config
+        .vips
+        .iter()
+        .flat_map(|vip| &vip.backends)
+        .next()
+        .map(|backend| backend.socket_address())
+        .context("no backend to check")?;
+    let probe = StdUdpSocket::bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0))
+        .context("binding a UDP socket")?;
+    probe
+        .connect(first)
+        .with_context(|| format!("finding the source address towards {first}"))?;
+    Ok(probe
+        .local_addr()
+        .context("reading the source address")?
+        .ip())
+}
+
+/// Starts the SIP OPTIONS checker; its events arrive on the returned receiver and targets
+/// are replaced through the returned sender.
+async fn start_health_checks(
+    config: &Config,
+    targets: Vec<Target>,
+) -> anyhow::Result<(mpsc::Receiver<Event>, mpsc::Sender<health::Command>)> {
+    let source = health_check_source(config)?;
+    let socket = UdpSocket::bind(SocketAddr::new(source, 0))
+        .await
+        .context("binding the health-check socket")?;
+    let local = socket
+        .local_addr()
+        .context("reading the health-check socket")?;
+    let checks = &config.health_check;
+    let settings = health::Settings {
+        interval: checks.interval,
+        timeout: checks.timeout,
+        down_after: checks.down_after,
+        up_after: checks.up_after,
+        alive_codes: checks.reply_codes.clone(),
+    };
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos() as u64);
+    let mut prober = Prober::new(settings, local, seed)?;
+    prober
+        .set_targets(std::time::Instant::now(), targets)
+        .map_err(|duplicate| anyhow!("duplicate health-check target {}", duplicate.0))?;
+    let (event_sender, events) = mpsc::channel(64);
+    let (commands, command_receiver) = mpsc::channel(4);
+    tokio::spawn(async move {
+        if let Err(error) = health::run(prober, socket, event_sender, command_receiver).await {
+            log::error!("health checks stopped: {error}");
+        }
+    });
+    log::info!("health checks from {local}");
+    Ok((events, commands))
+}
+
+/// Waits for the next event of an optional source; never returns without one.
+async fn next_of<T>(source: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
+    match source {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM.
+///
+/// # Errors
+///
+/// A configuration, resolution, loading or attaching problem at start (nothing is left
+/// attached then), or a failure to update the maps while running.
+pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let config = load_config(&options.config)?;
+    let mut resolver = Resolver::new(DEFAULT_RESOLVE_TIMEOUT)?;
+    let paths = paths::resolve_all(&config, &mut resolver).map_err(joined)?;
+    let mut dataplane = Dataplane::load(&LoadOptions {
+        log_level: kernel_log_level(config.daemon.kernel_log_level),
+        verifier_statistics: true,
+    })?;
+    let logger = match config.daemon.kernel_log_level {
+        LogLevel::Off => None,
+        _ => {
+            let logger = dataplane.kernel_logger()?;
+            // SAFETY: the logger owns its ring buffer's descriptor, which stays open and the
+            // same for as long as the `AsyncFd` holds the logger.
+            let registered =
+                unsafe { AsyncFd::register_with_interest(logger, tokio::io::Interest::READABLE) };
+            Some(registered.context("polling the kernel log")?)
+        }
+    };
+    dataplane.set_settings(&KernelSettings {
+        hash_seed: config.daemon.hash_seed,
+    })?;
+    let mut daemon = Daemon {
+        config_path: options.config.clone(),
+        config,
+        dataplane,
+        slots: Slots::default(),
+        plan: Plan::default(),
+        health: BTreeMap::new(),
+        paths,
+        tx_ports: BTreeSet::new(),
+        resolver,
+    };
+    daemon.publish()?;
+    for interface in &daemon.config.interfaces {
+        daemon
+            .dataplane
+            .attach(&interface.name, xdp_mode(interface.xdp_mode))?;
+        log::info!(
+            "attached to {} ({:?} mode)",
+            interface.name,
+            interface.xdp_mode
+        );
+    }
+    if let Some(instructions) = daemon.dataplane.verified_instructions()? {
+        log::info!("the verifier accepted the program after {instructions} instructions");
+    }
+    let (mut health_events, health_commands) = if daemon.config.health_check.enabled {
+        let (events, commands) = start_health_checks(&daemon.config, daemon.targets()).await?;
+        (Some(events), Some(commands))
+    } else {
+        (None, None)
+    };
+    let mut watcher = AsyncWatcher::new(Watcher::new()?)?;
+    let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("watching SIGINT")?;
+    let mut hangup = signal(SignalKind::hangup()).context("watching SIGHUP")?;
+    let mut logger = logger;
+    let mut report_timer = options
+        .report_every
+        .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
+    log::info!("running; SIGHUP reloads {}", options.config.display());
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+            _ = hangup.recv() => match daemon.reload() {
+                Ok(()) => {
+                    log::info!("reloaded {}", options.config.display());
+                    if let Some(commands) = &health_commands {
+                        let (reply, _) = oneshot::channel();
+                        commands
+                            .send(health::Command::SetTargets { targets: daemon.targets(), reply })
+                            .await
+                            .context("updating the health-check targets")?;
+                    }
+                }
+                Err(error) => log::error!("reload refused, keeping the running configuration: {error:#}"),
+            },
+            event = next_of(&mut health_events) => match event {
+                Some(event) => daemon.on_health(event)?,
+                None => {
+                    log::error!("health checks stopped; backends keep their last state");
+                    health_events = None;
+                }
+            },
+            changes = watcher.changes() => {
+                changes?;
+                daemon.on_tables_changed()?;
+            }
+            readable = readable_logger(&mut logger) => readable?,
+            () = tick(&mut report_timer) => {
+                let report = Report::read(&daemon.dataplane, &daemon.plan, &daemon.slots)?;
+                log::info!("counters:\n{report}");
+            }
+        }
+    }
+    let report = Report::read(&daemon.dataplane, &daemon.plan, &daemon.slots)?;
+    println!("{report}");
+    drop(daemon);
+    log::info!("detached and stopped");
+    Ok(())
+}
+
+/// Forwards the kernel's queued log messages once the logger is readable.
+async fn readable_logger(
+    logger: &mut Option<AsyncFd<aya_log::EbpfLogger<&'static dyn log::Log>>>,
+) -> anyhow::Result<()> {
+    let Some(logger) = logger else {
+        return std::future::pending().await;
+    };
+    let mut guard = logger
+        .readable_mut()
+        .await
+        .context("waiting for kernel log messages")?;
+    guard.get_inner_mut().flush();
+    guard.clear_ready();
+    Ok(())
+}
+
+async fn tick(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,71 @@
+//! What this version of the data path can carry out of what the configuration can say.
+//!
+//! The configuration language already describes IPv6, NAT mode and SIP over TCP, so that
+//! files written today keep working as the data path grows. Until the kernel program
+//! handles them, `check-config` and `run` refuse such a file with one clear line per VIP
+//! rather than attaching a program that would silently pass that traffic to the stack.
+
+use crate::config::{Config, ForwardingMode, Protocol};
+
+/// One line per configured feature the data path cannot serve yet; empty when it can
+/// serve the whole file.
+pub fn unsupported(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for vip in &config.vips {
+        if vip.address.is_ipv6() {
+            problems.push(format!(
+                "VIP {}: IPv6 VIPs are not supported by this version's data path yet",
+                vip.name
+            ));
+        }
+        if vip.mode == ForwardingMode::Nat {
+            problems.push(format!(
+                "VIP {}: mode \"nat\" is not supported by this version's data path yet; \
+                 use \"dsr\"",
+                vip.name
+            ));
+        }
+        if vip.protocol == Protocol::Tcp {
+            problems.push(format!(
+                "VIP {}: protocol \"tcp\" is not supported by this version's data path yet",
+                vip.name
+            ));
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::parse, test_support::Machine};
+
+    fn config(vip: &str) -> Config {
+        let text = format!(
+            "[[interfaces]]\nname = \"eth0\"\n[[vips]]\n{vip}\n[[vips.backends]]\n\
+             address = \"{}\"\nport = 5080\n",
+            if vip.contains("2001:db8") {
+                "2001:db8:2::21"
+            } else {
+                "198.51.100.21"
+            }
+        );
+        parse(&text, "test.toml", &Machine).expect("a valid configuration")
+    }
+
+    #[test]
+    fn an_ipv4_dsr_udp_vip_is_supported() {
+        let config = config("address = \"198.51.100.100\"\nport = 5080");
+        assert_eq!(unsupported(&config), Vec::<String>::new());
+    }
+
+    #[test]
+    fn ipv6_nat_and_tcp_are_each_named() {
+        let config = config("address = \"2001:db8:1::100\"\nmode = \"nat\"\nprotocol = \"tcp\"");
+        let problems = unsupported(&config);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(problems[0].contains("IPv6"));
+        assert!(problems[1].contains("nat"));
+        assert!(problems[2].contains("tcp"));
+    }
+}

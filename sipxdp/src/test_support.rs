@@ -1,0 +1,22 @@
+//! Helpers shared by the crate's unit tests.
+
+use std::{io, path::Path};
+
+use crate::config::Environment;
+
+/// A machine where every interface exists (index 2) and every file is root's, mode 0644.
+pub struct Machine;
+
+impl Environment for Machine {
+    fn interface_index(&self, _name: &str) -> Option<u32> {
+        Some(2)
+    }
+
+    fn file_owner_and_mode(&self, _path: &Path) -> io::Result<(u32, u32)> {
+        Ok((0, 0o100_644))
+    }
+
+    fn current_uid(&self) -> u32 {
+        0
+    }
+}

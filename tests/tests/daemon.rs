@@ -1,0 +1,153 @@
+//! The real `sipxdp` binary: refusing bad configurations before touching anything,
+//! balancing real dialogs from a configuration, health checks moving calls off a dead
+//! backend, reload on SIGHUP, and leaving nothing attached when it stops.
+
+use std::{
+    net::{IpAddr, SocketAddr},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use sipxdp_tests::{
+    daemon_lab::{DaemonLab, dialogs_by_backend, sipxdp_binary},
+    require_privileges,
+    sipgen::{Call, Rng},
+    wait_until,
+};
+
+fn calls(seed: u64, count: usize) -> Vec<Call> {
+    let mut rng = Rng::new(seed);
+    (0..count).map(|_| Call::random(&mut rng, 25)).collect()
+}
+
+fn client_address(lab: &DaemonLab, port: u16) -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(lab.lab().client().iface().ipv4()), port)
+}
+
+#[test]
+fn check_config_reports_every_problem_with_its_location() {
+    let binary = sipxdp_binary().expect("the sipxdp binary");
+    let directory = std::env::temp_dir().join(format!("sipxdp-check-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("a directory");
+    let path = directory.join("broken.toml");
+    std::fs::write(
+        &path,
+        "[[interfaces]]\nname = \"lo\"\n[[vips]]\naddress = \"198.51.100.100\"\nport = 70000\n\
+         [[vips.backends]]\naddress = \"not-an-address\"\n",
+    )
+    .expect("writing the file");
+    let output = Command::new(&binary)
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .expect("running sipxdp");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    std::fs::remove_dir_all(&directory).expect("cleaning up");
+    assert!(!output.status.success(), "a broken file is refused");
+    let origin = path.display().to_string();
+    assert!(
+        stderr.contains(&format!("{origin}:5:8")),
+        "the port's location in:\n{stderr}"
+    );
+    assert!(stderr.contains("70000"), "{stderr}");
+}
+
+#[test]
+fn run_refuses_a_broken_config_and_attaches_nothing() {
+    if !require_privileges("run_refuses_a_broken_config_and_attaches_nothing") {
+        return;
+    }
+    let lab = DaemonLab::start(&[1]).expect("the lab");
+    let mut text = std::fs::read_to_string(lab.config_path()).expect("the config");
+    let (status, _) = {
+        let mut lab = lab;
+        let stopped = lab.stop_daemon().expect("stopping");
+        assert!(!lab.attached().expect("link state"), "detached on SIGTERM");
+        text.push_str("\n[[vips.backends]]\naddress = \"198.51.100.21\"\nweight = -1\n");
+        std::fs::write(lab.config_path(), &text).expect("writing");
+        let output = lab
+            .lab()
+            .balancer()
+            .netns()
+            .run(&[
+                sipxdp_binary().expect("binary").to_str().expect("a path"),
+                "run",
+                "--config",
+                lab.config_path().to_str().expect("a path"),
+            ])
+            .expect_err("sipxdp refuses to run");
+        let message = output.to_string();
+        assert!(message.contains("weight"), "{message}");
+        assert!(!lab.attached().expect("link state"), "nothing attached");
+        stopped
+    };
+    assert!(
+        status.success(),
+        "sipxdp exits cleanly on SIGTERM: {status}"
+    );
+}
+
+#[test]
+fn the_daemon_balances_dialogs_and_follows_health_and_reloads() {
+    if !require_privileges("the_daemon_balances_dialogs_and_follows_health_and_reloads") {
+        return;
+    }
+    let weights = [1, 2, 1];
+    let mut lab = DaemonLab::start(&weights).expect("the lab");
+
+    // 1. Every dialog stays on one backend, shares follow the weights.
+    let dialogs = calls(1, 4_000);
+    let received = lab
+        .send_dialogs(client_address(&lab, 5100), &dialogs)
+        .expect("the dialogs arrive");
+    let client = client_address(&lab, 5100);
+    assert!(received.iter().all(|message| message.peer == client));
+    let (backends_of, calls_of) = dialogs_by_backend(&received);
+    assert_eq!(backends_of.len(), dialogs.len());
+    assert!(backends_of.values().all(|set| set.len() == 1));
+    for (number, weight) in (1..).zip(weights) {
+        let expected = dialogs.len() as f64 * f64::from(weight) / 4.0;
+        let got = calls_of.get(&number).copied().unwrap_or(0) as f64;
+        assert!(
+            (got - expected).abs() / expected <= 0.10,
+            "backend {number}: {got} calls, expected {expected}"
+        );
+    }
+
+    // 2. A backend that stops answering health checks leaves the table: after it is
+    //    marked down, every new call lands on the others.
+    lab.stop_backend(3);
+    let marked_down = wait_until(Instant::now() + Duration::from_secs(10), || {
+        lab.daemon_log()
+            .contains("198.51.100.23:5060 of VIP lab is down")
+    });
+    assert!(marked_down, "backend 3 marked down:\n{}", lab.daemon_log());
+    let after = lab
+        .send_dialogs(client_address(&lab, 5101), &calls(2, 1_000))
+        .expect("calls reach the live backends");
+    assert!(after.iter().all(|message| message.backend <= 2));
+
+    // 3. A reload with a new weight moves calls between the remaining backends.
+    lab.write_config(&[1, 0, 1]).expect("a new config");
+    lab.reload().expect("SIGHUP");
+    let reloaded = wait_until(Instant::now() + Duration::from_secs(10), || {
+        lab.daemon_log().contains("reloaded")
+    });
+    assert!(reloaded, "reload logged:\n{}", lab.daemon_log());
+    let weighted = lab
+        .send_dialogs(client_address(&lab, 5102), &calls(3, 1_000))
+        .expect("calls after the reload");
+    assert!(
+        weighted.iter().all(|message| message.backend == 1),
+        "weight 0 takes no new calls and backend 3 is down"
+    );
+
+    // 4. SIGTERM detaches and prints the counters.
+    let (status, counters) = lab.stop_daemon().expect("stopping");
+    assert!(status.success(), "{status}");
+    assert!(
+        !lab.attached().expect("link state"),
+        "nothing left attached"
+    );
+    assert!(counters.contains("forwarded"), "{counters}");
+}
