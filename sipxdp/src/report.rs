@@ -90,7 +90,7 @@ impl fmt::Display for Report {
                 "{:<24} {:<10} {:<20} {:>12} {:>14}",
                 outcome.vip.as_deref().unwrap_or("(no VIP)"),
                 format!("{:?}", outcome.action).to_lowercase(),
-                format!("{:?}", outcome.reason),
+                outcome.reason.name(),
                 outcome.packets,
                 outcome.bytes
             )?;

@@ -194,3 +194,135 @@ impl AsyncWatcher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    use super::*;
+
+    /// A netlink message laid out by hand: nlmsghdr, then `body`.
+    fn message(kind: u16, body: &[u8]) -> Vec<u8> {
+        let len = 16 + body.len() as u32;
+        let mut bytes = [
+            &len.to_ne_bytes()[..],
+            &kind.to_ne_bytes(),
+            &0u16.to_ne_bytes(),
+            &0u32.to_ne_bytes(),
+            &0u32.to_ne_bytes(),
+        ]
+        .concat();
+        bytes.extend_from_slice(body);
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+        bytes
+    }
+
+    fn attribute(kind: u16, payload: &[u8]) -> Vec<u8> {
+        let len = 4 + payload.len() as u16;
+        let mut bytes = [&len.to_ne_bytes()[..], &kind.to_ne_bytes(), payload].concat();
+        bytes.resize(bytes.len().div_ceil(4) * 4, 0);
+        bytes
+    }
+
+    /// ndmsg with NDA_DST (and NDA_LLADDR unless INCOMPLETE).
+    fn neighbor(family: u8, state: u16, ifindex: u32, address: &[u8]) -> Vec<u8> {
+        let mut body = [
+            &[family, 0, 0, 0][..],
+            &ifindex.to_ne_bytes(),
+            &state.to_ne_bytes(),
+            &[0, 1],
+        ]
+        .concat();
+        body.extend(attribute(1, address));
+        if state != 0x01 {
+            body.extend(attribute(2, &[2, 0, 0, 0, 0, 1]));
+        }
+        body
+    }
+
+    fn decoded(datagram: &[u8]) -> Vec<Change> {
+        let mut changes = Vec::new();
+        decode(datagram, &mut changes);
+        changes
+    }
+
+    const V4: [u8; 4] = [198, 51, 100, 21];
+
+    #[test]
+    fn neighbor_link_and_route_changes() {
+        let v6 = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x21);
+        let link = [
+            &[0, 0][..],
+            &1u16.to_ne_bytes(),
+            &5u32.to_ne_bytes(),
+            &[0; 8],
+        ]
+        .concat();
+        // A default route (no RTA_DST) out of interface 5.
+        let route = [
+            &[10, 0, 0, 0, 254, 3, 0, 1][..],
+            &0u32.to_ne_bytes(),
+            &attribute(4, &5u32.to_ne_bytes()),
+        ]
+        .concat();
+        let datagram = [
+            message(wire::RTM_NEWNEIGH, &neighbor(2, 0x02, 4, &V4)),
+            message(wire::RTM_DELNEIGH, &neighbor(10, 0x20, 4, &v6.octets())),
+            message(wire::RTM_DELLINK, &link),
+            message(wire::RTM_NEWROUTE, &route),
+            message(wire::NLMSG_ERROR, &0u32.to_ne_bytes()), // not a change
+        ]
+        .concat();
+        assert_eq!(
+            decoded(&datagram),
+            [
+                Change::Neighbor {
+                    address: IpAddr::V4(Ipv4Addr::from(V4)),
+                    ifindex: 4,
+                },
+                Change::Neighbor {
+                    address: IpAddr::V6(v6),
+                    ifindex: 4,
+                },
+                Change::Link { ifindex: 5 },
+                Change::Route {
+                    destination: None,
+                    ifindex: Some(5),
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn resolution_starting_and_bridge_entries_are_not_changes() {
+        let datagram = [
+            message(wire::RTM_NEWNEIGH, &neighbor(2, 0x01, 4, &V4)),
+            message(wire::RTM_NEWNEIGH, &neighbor(7, 0x40, 4, &V4)),
+        ]
+        .concat();
+        assert_eq!(decoded(&datagram), []);
+        // An INCOMPLETE entry that is deleted was given up on: that is a change.
+        let deleted = message(wire::RTM_DELNEIGH, &neighbor(2, 0x01, 4, &V4));
+        assert_eq!(decoded(&deleted).len(), 1);
+    }
+
+    #[test]
+    fn malformed_messages_are_lost_changes() {
+        // A neighbour with a 3-byte IPv4 address, then a message whose length overruns.
+        let garbled = message(wire::RTM_NEWNEIGH, &neighbor(2, 0x02, 4, &V4[..3]));
+        let mut overrun = message(wire::RTM_NEWLINK, &[0; 16]);
+        overrun[..4].copy_from_slice(&64u32.to_ne_bytes());
+        let link = [
+            &[0, 0][..],
+            &1u16.to_ne_bytes(),
+            &5u32.to_ne_bytes(),
+            &[0; 8],
+        ]
+        .concat();
+        let datagram = [garbled, message(wire::RTM_NEWLINK, &link), overrun].concat();
+        assert_eq!(
+            decoded(&datagram),
+            [Change::Lost, Change::Link { ifindex: 5 }, Change::Lost]
+        );
+    }
+}
