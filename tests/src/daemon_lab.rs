@@ -321,3 +321,19 @@ pub fn dialogs_by_backend(
     }
     (backends_of, calls_of)
 }
+
+/// The packets a report printed by `sipxdp` counts for `vip` under (action, reason), from
+/// its `VIP ACTION REASON PACKETS BYTES` table.
+pub fn counted(report: &str, vip: &str, action: &str, reason: &str) -> Option<u64> {
+    report.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        match fields[..] {
+            [name, found_action, found_reason, packets, _bytes]
+                if name == vip && found_action == action && found_reason == reason =>
+            {
+                packets.parse().ok()
+            }
+            _ => None,
+        }
+    })
+}

@@ -9,8 +9,8 @@ use std::{
 };
 
 use sipxdp_tests::{
-    daemon_lab::{DaemonLab, dialogs_by_backend, sipxdp_binary},
-    require_privileges,
+    daemon_lab::{DaemonLab, counted, dialogs_by_backend, sipxdp_binary},
+    list_namespaces, require_privileges,
     sipgen::{Call, Rng},
     wait_until,
 };
@@ -142,12 +142,28 @@ fn the_daemon_balances_dialogs_and_follows_health_and_reloads() {
         "weight 0 takes no new calls and backend 3 is down"
     );
 
-    // 4. SIGTERM detaches and prints the counters.
+    // 4. SIGTERM detaches and prints counters that match what was sent, exactly.
     let (status, counters) = lab.stop_daemon().expect("stopping");
     assert!(status.success(), "{status}");
     assert!(
         !lab.attached().expect("link state"),
         "nothing left attached"
     );
-    assert!(counters.contains("forwarded"), "{counters}");
+    let sent = received.len() + after.len() + weighted.len();
+    assert_eq!(
+        counted(&counters, "lab", "forwarded", "call_id"),
+        Some(sent as u64),
+        "{counters}"
+    );
+    assert_eq!(counted(&counters, "lab", "passed", "no_backend"), None);
+
+    // 5. Tearing the lab down leaves no namespace behind.
+    let names = lab.lab().namespace_names();
+    drop(lab);
+    let left: Vec<String> = list_namespaces()
+        .expect("listing namespaces")
+        .into_iter()
+        .filter(|name| names.contains(name))
+        .collect();
+    assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }

@@ -18,7 +18,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use clap::{Parser, Subcommand};
 use sipxdp_tests::{
-    daemon_lab::{DaemonLab, dialogs_by_backend},
+    daemon_lab::{DaemonLab, counted, dialogs_by_backend},
     remove_stale_namespaces,
     sipgen::{Call, Rng},
     wait_until,
@@ -134,6 +134,16 @@ fn demo(keep: bool, calls: usize) -> anyhow::Result<()> {
     ensure!(
         !lab.attached()?,
         "the program is still attached after sipxdp stopped"
+    );
+    let forwarded = counted(&counters, "lab", "forwarded", "call_id").unwrap_or(0);
+    println!(
+        "== sipxdp forwarded {forwarded} messages in XDP; the client sent {}, the backends got {}",
+        calls * 3,
+        received.len()
+    );
+    ensure!(
+        forwarded == (calls * 3) as u64,
+        "sipxdp's count differs from what was sent"
     );
     println!("== nothing left attached; removing the lab");
     ensure!(split == 0, "{split} calls were split across backends");
