@@ -4,7 +4,6 @@
 //! dialogs. Shared by the daemon tests and the demo.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
     fs,
     net::{IpAddr, SocketAddr},
     os::unix::fs::PermissionsExt as _,
@@ -14,23 +13,16 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-use sipxdp_common::{
-    callid::{MessageLimits, locate},
-    payload::SlicePayload,
-};
 
 use crate::{
-    ChildGuard, Lab, LabConfig, UdpReceiver, send_udp_from,
+    ChildGuard, Lab, LabConfig, UdpReceiver,
+    delivery::{Received, deliver_windowed},
     sipgen::{Call, answer_options},
     wait_until,
 };
 
 /// The SIP port of the VIP and the backends.
 pub const SIP_PORT: u16 = 5060;
-
-/// Messages in flight at once: few enough that no queue along the way overflows, so a
-/// missing datagram is the balancer's fault, not the harness's.
-pub const WINDOW: usize = 200;
 
 /// The `sipxdp` binary next to the running one (`target/<profile>/`), or `$SIPXDP_BIN`.
 pub fn sipxdp_binary() -> anyhow::Result<PathBuf> {
@@ -50,14 +42,6 @@ pub fn sipxdp_binary() -> anyhow::Result<PathBuf> {
          (`cargo xtask test` does) or set SIPXDP_BIN",
         exe.display()
     )
-}
-
-/// One datagram a backend received: (backend number from 1, client address, Call-ID).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Received {
-    pub backend: usize,
-    pub peer: SocketAddr,
-    pub call_id: String,
 }
 
 /// The lab with the daemon running.
@@ -219,8 +203,8 @@ impl DaemonLab {
         drop(receiver);
     }
 
-    /// Sends the INVITE, ACK and BYE of every call from `client`, in windows of [`WINDOW`],
-    /// each window after the previous one arrived, and returns what the backends received.
+    /// Sends the INVITE, ACK and BYE of every call from `client` with [`deliver_windowed`]
+    /// and returns what the backends received.
     ///
     /// # Errors
     ///
@@ -241,36 +225,14 @@ impl DaemonLab {
                 ]
             })
             .collect();
-        let mut got = Vec::new();
-        for window in messages.chunks(WINDOW) {
-            let sent = send_udp_from(self.lab.client().netns(), client, vip, window)?.sent;
-            ensure!(
-                sent == window.len(),
-                "the client sent {sent} of {}",
-                window.len()
-            );
-            let expected = got.len() + sent;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while got.len() < expected && Instant::now() < deadline {
-                for (index, receiver) in self.receivers.iter().enumerate() {
-                    let short = Instant::now() + Duration::from_millis(5);
-                    for datagram in receiver.collect(expected - got.len(), short.min(deadline))? {
-                        got.push(Received {
-                            backend: index + 1,
-                            peer: datagram.peer,
-                            call_id: call_id(&datagram.payload),
-                        });
-                    }
-                }
-            }
-            ensure!(
-                got.len() == expected,
-                "{} of {expected} messages arrived; sipxdp logged:\n{}",
-                got.len(),
-                self.daemon_log()
-            );
-        }
-        Ok(got)
+        deliver_windowed(
+            self.lab.client().netns(),
+            &self.receivers,
+            client,
+            vip,
+            &messages,
+        )
+        .with_context(|| format!("sipxdp logged:\n{}", self.daemon_log()))
     }
 
     /// Stops the daemon with SIGTERM and returns its exit status and what it printed (the
@@ -290,36 +252,6 @@ impl Drop for DaemonLab {
         }
         let _ = fs::remove_dir_all(&self.directory);
     }
-}
-
-/// The Call-ID of a message the generator wrote.
-fn call_id(message: &[u8]) -> String {
-    match locate::<_, MessageLimits>(&SlicePayload(message), 0) {
-        Ok(found) => {
-            String::from_utf8_lossy(&message[found.start..found.start + found.len]).into_owned()
-        }
-        Err(reason) => format!("(no Call-ID: {reason:?})"),
-    }
-}
-
-/// Per call, the set of backends its messages reached, and per backend the calls it got.
-pub fn dialogs_by_backend(
-    received: &[Received],
-) -> (BTreeMap<&str, BTreeSet<usize>>, BTreeMap<usize, usize>) {
-    let mut backends_of: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
-    for message in received {
-        backends_of
-            .entry(&message.call_id)
-            .or_default()
-            .insert(message.backend);
-    }
-    let mut calls_of = BTreeMap::new();
-    for backends in backends_of.values() {
-        for backend in backends {
-            *calls_of.entry(*backend).or_default() += 1;
-        }
-    }
-    (backends_of, calls_of)
 }
 
 /// The packets a report printed by `sipxdp` counts for `vip` under (action, reason), from

@@ -13,6 +13,8 @@
 pub mod addrplan;
 mod cmd;
 pub mod daemon_lab;
+pub mod delivery;
+pub mod fixture;
 pub mod frames;
 pub mod lab;
 pub mod link;

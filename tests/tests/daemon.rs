@@ -9,7 +9,8 @@ use std::{
 };
 
 use sipxdp_tests::{
-    daemon_lab::{DaemonLab, counted, dialogs_by_backend, sipxdp_binary},
+    daemon_lab::{DaemonLab, counted, sipxdp_binary},
+    delivery::dialogs_by_backend,
     list_namespaces, require_privileges,
     sipgen::{Call, Rng},
     wait_until,

@@ -11,16 +11,13 @@ use std::net::IpAddr;
 use sipxdp::dataplane::{Dataplane, LoadOptions};
 use sipxdp_common::{
     corpus::{self, Expected},
-    maglev::{MaglevBackend, build_table},
-    maps::{
-        BACKEND_IN_SERVICE, Backend, PROTOCOL_UDP, Settings, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP,
-        VipConfig, VipKey, ipv4_mapped, table_entry,
-    },
+    maps::{BACKEND_IN_SERVICE, Backend, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, table_entry},
     outcome::{Action, NO_VIP, Reason},
 };
 use sipxdp_tests::{
     Netns,
-    frames::{BALANCER_MAC, FrameSpec, VIP, udp_frame},
+    fixture::{self, backend_mac, vip_key},
+    frames::{BALANCER_MAC, FrameSpec, udp_frame},
     require_privileges,
 };
 
@@ -29,22 +26,6 @@ const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
-/// `BPF_PROG_TEST_RUN` runs XDP programs as if the frame came in on the loopback device.
-const LOOPBACK: u32 = 1;
-
-fn vip_key(port: u16) -> VipKey {
-    VipKey {
-        address: ipv4_mapped(VIP.octets()),
-        port,
-        protocol: PROTOCOL_UDP,
-        padding: 0,
-    }
-}
-
-fn backend_mac(slot: u32) -> [u8; 6] {
-    [0x02, 0x53, 0x58, 0x01, 0x00, 0x21 + slot as u8]
-}
-
 /// A loaded program with one VIP (198.51.100.100:5060) over three backends.
 struct Fixture {
     dataplane: Dataplane,
@@ -54,47 +35,7 @@ struct Fixture {
 impl Fixture {
     fn new(vip_flags: u32) -> Self {
         let mut dataplane = Dataplane::load(&LoadOptions::default()).expect("loading the program");
-        dataplane
-            .set_settings(&Settings { hash_seed: SEED })
-            .expect("settings");
-        let keys: Vec<String> = (0..3).map(|slot| format!("backend-{slot}")).collect();
-        for slot in 0..3 {
-            dataplane
-                .set_backend(
-                    slot,
-                    &Backend {
-                        destination_mac: backend_mac(slot),
-                        source_mac: BALANCER_MAC,
-                        ifindex: LOOPBACK,
-                        flags: BACKEND_IN_SERVICE,
-                        ..Backend::default()
-                    },
-                )
-                .expect("backend");
-        }
-        let members: Vec<MaglevBackend> = keys
-            .iter()
-            .enumerate()
-            .map(|(slot, key)| MaglevBackend {
-                key: key.as_bytes(),
-                weight: 1,
-                slot: slot as u32,
-            })
-            .collect();
-        let table: Vec<u16> = build_table(&members, 65_537)
-            .expect("a table")
-            .into_iter()
-            .map(|slot| slot as u16)
-            .collect();
-        let config = VipConfig {
-            slot: 0,
-            flags: vip_flags,
-            ..VipConfig::default()
-        };
-        dataplane.set_vip(&vip_key(5060), &config).expect("vip");
-        dataplane
-            .publish_table(&vip_key(5060), &table)
-            .expect("table");
+        let table = fixture::configure(&mut dataplane, SEED, vip_flags).expect("the fixture");
         Self { dataplane, table }
     }
 

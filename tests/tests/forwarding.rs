@@ -5,20 +5,18 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     net::{IpAddr, SocketAddr},
-    time::{Duration, Instant},
 };
 
 use sipxdp::dataplane::XdpMode;
 use sipxdp::dataplane::{Dataplane, LoadOptions};
 use sipxdp_common::{
-    callid::{MessageLimits, locate},
-    maglev::{MaglevBackend, build_table},
     maps::{BACKEND_IN_SERVICE, Backend, PROTOCOL_UDP, Settings, VipConfig, VipKey, ipv4_mapped},
     outcome::{Action, NO_VIP, Reason},
-    payload::SlicePayload,
 };
 use sipxdp_tests::{
-    Lab, LabConfig, UdpReceiver, require_privileges, send_udp_from,
+    Lab, LabConfig, UdpReceiver,
+    delivery::{Received, deliver_windowed},
+    fixture, require_privileges,
     sipgen::{Call, Rng},
 };
 
@@ -106,42 +104,19 @@ impl Balancer {
 
     /// Publishes a table over `(backend number, weight)`.
     fn steer_to(&mut self, members: &[(usize, u32)]) {
-        let keys: Vec<String> = members
+        let slots: Vec<(u32, u32)> = members
             .iter()
-            .map(|(number, _)| format!("backend-{number}"))
+            .map(|&(number, weight)| (number as u32 - 1, weight))
             .collect();
-        let backends: Vec<MaglevBackend> = members
-            .iter()
-            .zip(&keys)
-            .map(|(&(number, weight), key)| MaglevBackend {
-                key: key.as_bytes(),
-                weight,
-                slot: number as u32 - 1,
-            })
-            .collect();
-        let table: Vec<u16> = build_table(&backends, 65_537)
-            .expect("a table")
-            .into_iter()
-            .map(|slot| slot as u16)
-            .collect();
+        let table = fixture::maglev_table(&slots, fixture::MAGLEV_SIZE).expect("a table");
         self.dataplane
             .publish_table(&self.key, &table)
             .expect("publishing");
     }
 }
 
-fn call_id(message: &[u8]) -> String {
-    let found = locate::<_, MessageLimits>(&SlicePayload(message), 0).expect("a Call-ID");
-    String::from_utf8_lossy(&message[found.start..found.start + found.len]).into_owned()
-}
-
-/// Messages in flight at once: few enough that no socket buffer or backlog along the way
-/// overflows, so a missing datagram is the balancer's fault, not the test's.
-const WINDOW: usize = 200;
-
-/// Sends `messages` from `client` to `vip` in windows of [`WINDOW`], waiting for each
-/// window to arrive before sending the next, and returns what the backends received:
-/// (backend number, peer, Call-ID) per datagram.
+/// Sends `messages` from `client` to `vip` and returns what the backends received; on a
+/// shortfall, fails with what the balancer counted.
 fn deliver(
     lab: &Lab,
     balancer: &Balancer,
@@ -149,34 +124,9 @@ fn deliver(
     client: SocketAddr,
     vip: SocketAddr,
     messages: &[Vec<u8>],
-) -> Vec<(usize, SocketAddr, String)> {
-    let mut got = Vec::new();
-    for window in messages.chunks(WINDOW) {
-        let sent = send_udp_from(lab.client().netns(), client, vip, window)
-            .expect("sending")
-            .sent;
-        assert_eq!(sent, window.len(), "the client sent the whole window");
-        let expected = got.len() + sent;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while got.len() < expected && Instant::now() < deadline {
-            for (index, receiver) in receivers.iter().enumerate() {
-                let short = Instant::now() + Duration::from_millis(5);
-                for datagram in receiver
-                    .collect(expected - got.len(), short.min(deadline))
-                    .expect("receiving")
-                {
-                    got.push((index + 1, datagram.peer, call_id(&datagram.payload)));
-                }
-            }
-        }
-        assert_eq!(
-            got.len(),
-            expected,
-            "every message of the window arrives; the balancer counted {}",
-            balancer.outcomes()
-        );
-    }
-    got
+) -> Vec<Received> {
+    deliver_windowed(lab.client().netns(), receivers, client, vip, messages)
+        .unwrap_or_else(|error| panic!("{error:#}; the balancer counted {}", balancer.outcomes()))
 }
 
 #[test]
@@ -222,7 +172,12 @@ fn dialogs_stick_to_one_backend_and_spread_by_weight() {
 
     let mut backends_of: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
     let mut messages_of: BTreeMap<&str, usize> = BTreeMap::new();
-    for (backend, peer, call_id) in &received {
+    for Received {
+        backend,
+        peer,
+        call_id,
+    } in &received
+    {
         assert_eq!(peer.ip(), client_ip, "backends see the client's address");
         assert!(
             (5100..5100 + PORTS).contains(&peer.port()),
@@ -316,7 +271,7 @@ fn changing_the_backend_set_moves_only_the_share_that_must_move() {
         let messages: Vec<Vec<u8>> = calls.iter().map(|call| call.bye(client, vip)).collect();
         deliver(&lab, &balancer, &receivers, client, vip, &messages)
             .into_iter()
-            .map(|(backend, _, call_id)| (call_id, backend))
+            .map(|message| (message.call_id, message.backend))
             .collect()
     };
     let three = route(&[(1, 1), (2, 1), (3, 1)]);

@@ -21,14 +21,11 @@ use clap::Parser;
 use sipxdp::dataplane::{Dataplane, LoadOptions};
 use sipxdp_common::{
     hash::xxh64_bytes,
-    maglev::{MaglevBackend, build_table},
-    maps::{
-        BACKEND_IN_SERVICE, Backend, PROTOCOL_UDP, Settings, VipConfig, VipKey, ipv4_mapped,
-        table_entry,
-    },
+    maps::table_entry,
     outcome::{Action, NO_VIP, Reason},
 };
 use sipxdp_tests::{
+    fixture::{self, VIP_SLOT, backend_mac},
     frames::{BALANCER_MAC, CLIENT, FrameSpec, VIP, udp_frame},
     sipgen::{Call, Rng},
 };
@@ -37,13 +34,7 @@ const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
-/// `BPF_PROG_TEST_RUN` runs XDP programs as if the frame came in on the loopback device,
-/// so a backend behind ifindex 1 is reached with `XDP_TX`.
-const LOOPBACK: u32 = 1;
 const VIP_PORT: u16 = 5060;
-const VIP_SLOT: u32 = 0;
-const BACKENDS: u32 = 3;
-const MAGLEV_SIZE: u32 = 65_537;
 const HASH_SEED: u64 = 0x005e_ed0f_ca11;
 /// Seed of the synthetic call, so every run times the same bytes.
 const CALL_SEED: u64 = 0xbe7c_4a11;
@@ -138,7 +129,7 @@ fn run(args: &Args) -> Result<()> {
     eprintln!("loading the XDP program...");
     let mut dataplane = Dataplane::load(&LoadOptions::default())
         .context("loading the XDP program (is the kernel's BPF support available?)")?;
-    let table = configure(&mut dataplane)?;
+    let table = fixture::configure(&mut dataplane, HASH_SEED, 0)?;
     for case in &cases {
         check_verdict(&dataplane, &table, case)
             .with_context(|| format!("checking frame `{}` before timing it", case.label))?;
@@ -192,71 +183,6 @@ fn check_privileges() -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn vip_key() -> VipKey {
-    VipKey {
-        address: ipv4_mapped(VIP.octets()),
-        port: VIP_PORT,
-        protocol: PROTOCOL_UDP,
-        padding: 0,
-    }
-}
-
-fn backend_mac(slot: u32) -> [u8; 6] {
-    [0x02, 0x53, 0x58, 0x01, 0x00, 0x21 + slot as u8]
-}
-
-/// One VIP over three backends on the loopback device; returns the published table.
-fn configure(dataplane: &mut Dataplane) -> Result<Vec<u16>> {
-    dataplane
-        .set_settings(&Settings {
-            hash_seed: HASH_SEED,
-        })
-        .context("writing the settings")?;
-    for slot in 0..BACKENDS {
-        dataplane
-            .set_backend(
-                slot,
-                &Backend {
-                    destination_mac: backend_mac(slot),
-                    source_mac: BALANCER_MAC,
-                    ifindex: LOOPBACK,
-                    flags: BACKEND_IN_SERVICE,
-                    ..Backend::default()
-                },
-            )
-            .with_context(|| format!("writing backend slot {slot}"))?;
-    }
-    let keys: Vec<String> = (0..BACKENDS)
-        .map(|slot| format!("backend-{slot}"))
-        .collect();
-    let members: Vec<MaglevBackend> = keys
-        .iter()
-        .zip(0..)
-        .map(|(key, slot)| MaglevBackend {
-            key: key.as_bytes(),
-            weight: 1,
-            slot,
-        })
-        .collect();
-    let table = build_table(&members, MAGLEV_SIZE)
-        .context("building the Maglev table")?
-        .into_iter()
-        .map(|slot| u16::try_from(slot).context("a backend slot beyond u16"))
-        .collect::<Result<Vec<u16>>>()?;
-    let config = VipConfig {
-        slot: VIP_SLOT,
-        flags: 0,
-        ..VipConfig::default()
-    };
-    dataplane
-        .set_vip(&vip_key(), &config)
-        .context("configuring the VIP")?;
-    dataplane
-        .publish_table(&vip_key(), &table)
-        .context("publishing the Maglev table")?;
-    Ok(table)
 }
 
 /// The frames to time, floor first.

@@ -18,7 +18,8 @@ use std::{
 use anyhow::{Context as _, ensure};
 use clap::{Parser, Subcommand};
 use sipxdp_tests::{
-    daemon_lab::{DaemonLab, counted, dialogs_by_backend},
+    daemon_lab::{DaemonLab, counted},
+    delivery::dialogs_by_backend,
     remove_stale_namespaces,
     sipgen::{Call, Rng},
     wait_until,

@@ -1,0 +1,95 @@
+//! The program set up as the test-run tests and the benchmark use it: one VIP (the
+//! frames' [`VIP`], UDP) over three backends behind the loopback device, which is where
+//! `BPF_PROG_TEST_RUN` pretends frames arrive, so a steered frame comes back as `XDP_TX`.
+
+use anyhow::{Context as _, Result};
+use sipxdp::dataplane::Dataplane;
+use sipxdp_common::{
+    maglev::{MaglevBackend, build_table},
+    maps::{BACKEND_IN_SERVICE, Backend, PROTOCOL_UDP, Settings, VipConfig, VipKey, ipv4_mapped},
+};
+
+use crate::frames::{BALANCER_MAC, VIP};
+
+/// The ifindex `BPF_PROG_TEST_RUN` gives the frames it runs XDP programs on.
+pub const LOOPBACK: u32 = 1;
+/// Backends of the fixture's VIP, in slots 0, 1 and 2.
+pub const BACKENDS: u32 = 3;
+/// Size of the fixture's Maglev tables.
+pub const MAGLEV_SIZE: u32 = 65_537;
+/// The fixture VIP's slot.
+pub const VIP_SLOT: u32 = 0;
+
+/// The key of the fixture's VIP on `port`.
+pub fn vip_key(port: u16) -> VipKey {
+    VipKey {
+        address: ipv4_mapped(VIP.octets()),
+        port,
+        protocol: PROTOCOL_UDP,
+        padding: 0,
+    }
+}
+
+/// The MAC of the backend in `slot`.
+pub fn backend_mac(slot: u32) -> [u8; 6] {
+    [0x02, 0x53, 0x58, 0x01, 0x00, 0x21 + slot as u8]
+}
+
+/// A Maglev table of `size` entries over `(slot, weight)` members, each keyed by
+/// `backend-SLOT`.
+pub fn maglev_table(members: &[(u32, u32)], size: u32) -> Result<Vec<u16>> {
+    let keys: Vec<String> = members
+        .iter()
+        .map(|(slot, _)| format!("backend-{slot}"))
+        .collect();
+    let backends: Vec<MaglevBackend> = members
+        .iter()
+        .zip(&keys)
+        .map(|(&(slot, weight), key)| MaglevBackend {
+            key: key.as_bytes(),
+            weight,
+            slot,
+        })
+        .collect();
+    build_table(&backends, size)
+        .context("building the Maglev table")?
+        .into_iter()
+        .map(|slot| u16::try_from(slot).context("a backend slot beyond u16"))
+        .collect()
+}
+
+/// Fills `dataplane`: the hash seed, [`BACKENDS`] backends of equal weight behind
+/// [`LOOPBACK`], and the VIP on port 5060 with `vip_flags`. Returns the published table.
+pub fn configure(dataplane: &mut Dataplane, hash_seed: u64, vip_flags: u32) -> Result<Vec<u16>> {
+    dataplane
+        .set_settings(&Settings { hash_seed })
+        .context("writing the settings")?;
+    for slot in 0..BACKENDS {
+        dataplane
+            .set_backend(
+                slot,
+                &Backend {
+                    destination_mac: backend_mac(slot),
+                    source_mac: BALANCER_MAC,
+                    ifindex: LOOPBACK,
+                    flags: BACKEND_IN_SERVICE,
+                    ..Backend::default()
+                },
+            )
+            .with_context(|| format!("writing backend slot {slot}"))?;
+    }
+    let members: Vec<(u32, u32)> = (0..BACKENDS).map(|slot| (slot, 1)).collect();
+    let table = maglev_table(&members, MAGLEV_SIZE)?;
+    let config = VipConfig {
+        slot: VIP_SLOT,
+        flags: vip_flags,
+        ..VipConfig::default()
+    };
+    dataplane
+        .set_vip(&vip_key(5060), &config)
+        .context("configuring the VIP")?;
+    dataplane
+        .publish_table(&vip_key(5060), &table)
+        .context("publishing the Maglev table")?;
+    Ok(table)
+}
