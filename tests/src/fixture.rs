@@ -13,7 +13,7 @@ use crate::frames::{BALANCER_MAC, VIP};
 
 /// The ifindex `BPF_PROG_TEST_RUN` gives the frames it runs XDP programs on.
 pub const LOOPBACK: u32 = 1;
-/// Backends of the fixture's VIP, in slots 0, 1 and 2.
+/// Backends of the fixture's VIP in the tests, in slots 0, 1 and 2.
 pub const BACKENDS: u32 = 3;
 /// Size of the fixture's Maglev tables.
 pub const MAGLEV_SIZE: u32 = 65_537;
@@ -32,7 +32,14 @@ pub fn vip_key(port: u16) -> VipKey {
 
 /// The MAC of the backend in `slot`.
 pub fn backend_mac(slot: u32) -> [u8; 6] {
-    [0x02, 0x53, 0x58, 0x01, 0x00, 0x21 + slot as u8]
+    [
+        0x02,
+        0x53,
+        0x58,
+        0x01,
+        (slot >> 8) as u8,
+        (slot as u8).wrapping_add(0x21),
+    ]
 }
 
 /// A Maglev table of `size` entries over `(slot, weight)` members, each keyed by
@@ -58,13 +65,19 @@ pub fn maglev_table(members: &[(u32, u32)], size: u32) -> Result<Vec<u16>> {
         .collect()
 }
 
-/// Fills `dataplane`: the hash seed, [`BACKENDS`] backends of equal weight behind
-/// [`LOOPBACK`], and the VIP on port 5060 with `vip_flags`. Returns the published table.
-pub fn configure(dataplane: &mut Dataplane, hash_seed: u64, vip_flags: u32) -> Result<Vec<u16>> {
+/// Fills `dataplane`: the hash seed, `backends` backends of equal weight in slots
+/// `0..backends` behind [`LOOPBACK`], and the VIP on port 5060 with `vip_flags`. Returns
+/// the published table.
+pub fn configure(
+    dataplane: &mut Dataplane,
+    hash_seed: u64,
+    vip_flags: u32,
+    backends: u32,
+) -> Result<Vec<u16>> {
     dataplane
         .set_settings(&Settings { hash_seed })
         .context("writing the settings")?;
-    for slot in 0..BACKENDS {
+    for slot in 0..backends {
         dataplane
             .set_backend(
                 slot,
@@ -78,7 +91,7 @@ pub fn configure(dataplane: &mut Dataplane, hash_seed: u64, vip_flags: u32) -> R
             )
             .with_context(|| format!("writing backend slot {slot}"))?;
     }
-    let members: Vec<(u32, u32)> = (0..BACKENDS).map(|slot| (slot, 1)).collect();
+    let members: Vec<(u32, u32)> = (0..backends).map(|slot| (slot, 1)).collect();
     let table = maglev_table(&members, MAGLEV_SIZE)?;
     let config = VipConfig {
         slot: VIP_SLOT,

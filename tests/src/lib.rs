@@ -22,6 +22,7 @@ pub mod names;
 pub mod netns;
 pub mod privileges;
 pub mod process;
+pub mod reference_xdp;
 pub mod sipgen;
 pub mod subnet;
 #[cfg(test)]

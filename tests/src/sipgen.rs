@@ -1,7 +1,7 @@
 //! SIP messages of synthetic calls, for traffic tests and load generation: deterministic
 //! (a seed, no OS randomness) and varied (header order, compact forms, Call-ID shapes).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// A small deterministic generator (splitmix64), so a test run is reproducible.
 #[derive(Clone, Debug)]
@@ -52,53 +52,86 @@ impl Call {
         }
     }
 
+    /// Header names in the form this call uses: `(full, compact)` picked by `compact`.
+    fn name(&self, full: &'static str, compact: &'static str) -> &'static str {
+        if self.compact { compact } else { full }
+    }
+
+    /// The header section of a message of this call without its Content-Length: the Via,
+    /// the dialog headers (Call-ID 5th, as most user agents put it), CSeq and Contact. The
+    /// To tag is there once the dialog exists (`confirmed`).
     fn headers(
         &self,
         client: SocketAddr,
         vip: SocketAddr,
-        method: &str,
-        cseq: u32,
+        cseq: (u32, &str),
         branch: u64,
+        confirmed: bool,
     ) -> String {
-        let (via, from, to, call_id) = if self.compact {
-            ("v", "f", "t", "i")
-        } else {
-            ("Via", "From", "To", "Call-ID")
-        };
+        let (cseq, method) = cseq;
         format!(
             "{via}: SIP/2.0/UDP {client};branch=z9hG4bK{branch:x};rport\r\n\
              Max-Forwards: 70\r\n\
-             {from}: <sip:alice@client.example.com>;tag={}\r\n\
-             {to}: <sip:service@{vip}>{}\r\n\
-             {call_id}: {}\r\n\
+             {from}: <sip:alice@client.example.com>;tag={from_tag}\r\n\
+             {to}: <sip:service@{vip}>{to_tag}\r\n\
+             {call_id}: {value}\r\n\
              CSeq: {cseq} {method}\r\n\
-             Contact: <sip:alice@{client}>\r\n\
+             {contact}: <sip:alice@{client}>\r\n\
              User-Agent: sipxdp-tests\r\n",
-            self.from_tag,
-            if method == "INVITE" {
-                String::new()
-            } else {
+            via = self.name("Via", "v"),
+            from = self.name("From", "f"),
+            to = self.name("To", "t"),
+            call_id = self.name("Call-ID", "i"),
+            contact = self.name("Contact", "m"),
+            from_tag = self.from_tag,
+            to_tag = if confirmed {
                 format!(";tag={}", self.to_tag)
+            } else {
+                String::new()
             },
-            self.call_id,
+            value = self.call_id,
         )
+    }
+
+    /// `start_line`, `headers` and an SDP body of at least `body_len` bytes.
+    fn with_sdp(&self, start_line: &str, headers: &str, ip: IpAddr, body_len: usize) -> Vec<u8> {
+        let mut body = format!(
+            "v=0\r\no=alice 2890844526 2890844526 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n"
+        );
+        // Attribute lines of up to 46 bytes; the last one is cut so that the body ends at
+        // `body_len` (it can overshoot by at most 13 bytes, the shortest such line).
+        const PADDING: &str = "a=x-padding:0123456789abcdef0123456789abcdef";
+        while body.len() < body_len {
+            let value = (body_len - body.len())
+                .saturating_sub(2)
+                .clamp(12, PADDING.len());
+            body.push_str(&PADDING[..value]);
+            body.push_str("\r\n");
+        }
+        format!(
+            "{start_line}\r\n{headers}{}: application/sdp\r\n{}: {}\r\n\r\n{body}",
+            self.name("Content-Type", "c"),
+            self.name("Content-Length", "l"),
+            body.len()
+        )
+        .into_bytes()
     }
 
     /// The INVITE, with an SDP body of `body_len` bytes (at least a minimal SDP).
     pub fn invite(&self, client: SocketAddr, vip: SocketAddr, body_len: usize) -> Vec<u8> {
-        let mut body = format!(
-            "v=0\r\no=alice 2890844526 2890844526 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n",
-            ip = client.ip()
-        );
-        while body.len() < body_len {
-            body.push_str("a=x-padding:0123456789abcdef0123456789abcdef\r\n");
-        }
-        let headers = self.headers(client, vip, "INVITE", 1, 1);
-        format!(
-            "INVITE sip:service@{vip} SIP/2.0\r\n{headers}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
+        let headers = self.headers(client, vip, (1, "INVITE"), 1, false);
+        self.with_sdp(
+            &format!("INVITE sip:service@{vip} SIP/2.0"),
+            &headers,
+            client.ip(),
+            body_len,
         )
-        .into_bytes()
+    }
+
+    /// The `200 OK` answering the INVITE, with an SDP body of `body_len` bytes.
+    pub fn ok(&self, client: SocketAddr, vip: SocketAddr, body_len: usize) -> Vec<u8> {
+        let headers = self.headers(client, vip, (1, "INVITE"), 1, true);
+        self.with_sdp("SIP/2.0 200 OK", &headers, vip.ip(), body_len)
     }
 
     /// The ACK to a 200 OK.
@@ -119,9 +152,12 @@ impl Call {
         client: SocketAddr,
         vip: SocketAddr,
     ) -> Vec<u8> {
-        let headers = self.headers(client, vip, method, cseq, branch);
-        format!("{method} sip:service@{vip} SIP/2.0\r\n{headers}Content-Length: 0\r\n\r\n")
-            .into_bytes()
+        let headers = self.headers(client, vip, (cseq, method), branch, true);
+        format!(
+            "{method} sip:service@{vip} SIP/2.0\r\n{headers}{}: 0\r\n\r\n",
+            self.name("Content-Length", "l")
+        )
+        .into_bytes()
     }
 }
 
@@ -150,7 +186,65 @@ pub fn answer_options(request: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::answer_options;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use sipxdp_common::{
+        callid::{MessageLimits, locate},
+        payload::SlicePayload,
+    };
+
+    use super::{Call, Rng, answer_options};
+
+    #[test]
+    fn every_message_of_a_call_carries_its_call_id_and_declared_length() {
+        let client = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10)), 5062);
+        let vip = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 100)), 5060);
+        let mut rng = Rng::new(7);
+        for compact in [false, true] {
+            let call = Call {
+                compact,
+                ..Call::random(&mut rng, 0)
+            };
+            for body_len in [0, 100, 431, 600] {
+                let messages = [
+                    call.invite(client, vip, body_len),
+                    call.ok(client, vip, body_len),
+                    call.ack(client, vip),
+                    call.bye(client, vip),
+                ];
+                for message in messages {
+                    let text = String::from_utf8(message.clone()).expect("text");
+                    let found = locate::<_, MessageLimits>(&SlicePayload(&message), 0)
+                        .unwrap_or_else(|reason| panic!("{reason:?} in {text}"));
+                    assert_eq!(
+                        &message[found.start..found.start + found.len],
+                        call.call_id.as_bytes()
+                    );
+                    assert_eq!(text.contains("\r\ni: "), compact, "{text}");
+                    let (head, body) = text.split_once("\r\n\r\n").expect("a header section");
+                    let length = if compact {
+                        "\r\nl: "
+                    } else {
+                        "\r\nContent-Length: "
+                    };
+                    let declared = head
+                        .split_once(length)
+                        .and_then(|(_, rest)| rest.split("\r\n").next())
+                        .and_then(|value| value.parse::<usize>().ok())
+                        .unwrap_or_else(|| panic!("no Content-Length in {text}"));
+                    assert_eq!(declared, body.len(), "{text}");
+                    if !body.is_empty() {
+                        // Bodies above the minimal SDP end within one short line of the size
+                        // asked for.
+                        assert!(body.len() >= body_len, "{text}");
+                        if body_len > 300 {
+                            assert!(body.len() <= body_len + 13, "{text}");
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn options_are_answered_with_their_transaction_headers() {

@@ -35,7 +35,8 @@ struct Fixture {
 impl Fixture {
     fn new(vip_flags: u32) -> Self {
         let mut dataplane = Dataplane::load(&LoadOptions::default()).expect("loading the program");
-        let table = fixture::configure(&mut dataplane, SEED, vip_flags).expect("the fixture");
+        let table = fixture::configure(&mut dataplane, SEED, vip_flags, fixture::BACKENDS)
+            .expect("the fixture");
         Self { dataplane, table }
     }
 

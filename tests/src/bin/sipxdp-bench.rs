@@ -1,13 +1,14 @@
 //! `sipxdp-bench`: the per-packet cost of the XDP program, measured in the kernel with
 //! `BPF_PROG_TEST_RUN` in repeat mode (`cargo xtask bench`).
 //!
-//! The program is loaded with one VIP (198.51.100.100:5060) over three backends on the
-//! loopback device, so a steered frame comes back as `XDP_TX`. Every frame is first run
-//! once and its action, rewritten MACs and counter are checked: a broken setup fails
-//! loudly instead of timing the wrong code path. Then the frames are timed in interleaved
-//! rounds (each round times every frame once, so drift hits all of them alike) and the
-//! best round of each is reported, as nanoseconds per packet, packets per second on one
-//! core and the ratio to the floor: a frame that is not for any VIP.
+//! The program is loaded with one VIP (198.51.100.100:5060) over backends on the loopback
+//! device, so a steered frame comes back as `XDP_TX`. Every frame is first run once and
+//! its action, rewritten MACs and counter are checked: a broken setup fails loudly instead
+//! of timing the wrong code path. Then the frames are timed in interleaved rounds (each
+//! round times every frame once, so drift hits all of them alike) and the best round of
+//! each is reported, as nanoseconds per packet, packets per second on one core and the
+//! ratio to the reference: the cheapest XDP program there is, timed in the same run.
+//! A second table times the typical INVITE with 2, 100 and 1,000 backends.
 //!
 //! The kernel reports the mean time of a round in whole nanoseconds, measured around its
 //! own loop with the timer stopped while the task is rescheduled.
@@ -27,6 +28,7 @@ use sipxdp_common::{
 use sipxdp_tests::{
     fixture::{self, VIP_SLOT, backend_mac},
     frames::{BALANCER_MAC, CLIENT, FrameSpec, VIP, udp_frame},
+    reference_xdp::ReferenceXdp,
     sipgen::{Call, Rng},
 };
 
@@ -38,8 +40,19 @@ const VIP_PORT: u16 = 5060;
 const HASH_SEED: u64 = 0x005e_ed0f_ca11;
 /// Seed of the synthetic call, so every run times the same bytes.
 const CALL_SEED: u64 = 0xbe7c_4a11;
-/// The project's target: a SIP message costs at most this many times the floor.
+/// The project's target: the typical INVITE costs at most this many times the reference.
 const TARGET_RATIO: f64 = 5.0;
+/// The project's target: the cost with any backend count is within this fraction of the
+/// cheapest.
+const FLAT_WITHIN: f64 = 0.10;
+/// Backends behind the VIP for the message table.
+const FIXTURE_BACKENDS: u32 = fixture::BACKENDS;
+/// Backend counts of the scaling table.
+const SCALING_BACKENDS: [u32; 3] = [2, 100, 1000];
+/// Payload bytes of the typical INVITE (headers and SDP).
+const TYPICAL_INVITE_LEN: usize = 900;
+/// Bytes of the long header section, blank line included.
+const LONG_HEADER_SECTION_LEN: usize = 1400;
 /// Repeats of the untimed warm-up run of each frame.
 const WARM_UP_REPEAT: u32 = 10_000;
 
@@ -76,16 +89,41 @@ enum Verdict {
     Forwarded { call_id: String },
     /// `XDP_PASS`, untouched, counted under this VIP slot and reason.
     Passed { slot: u32, reason: Reason },
+    /// `XDP_PASS` from the reference program, which counts nothing.
+    Reference,
 }
 
-/// One frame to time.
+/// Which table of the report a case belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Group {
+    /// One frame each of the kinds of traffic a VIP sees, with [`FIXTURE_BACKENDS`].
+    Messages,
+    /// The typical INVITE with a given number of backends behind the VIP.
+    Backends(u32),
+}
+
+/// One frame to time, and the program that runs it.
 struct Case {
+    group: Group,
     label: &'static str,
     payload_len: usize,
+    /// Bytes up to and including the blank line that ends the header section, the part
+    /// the scanner walks; `None` for a payload without one.
+    header_len: Option<usize>,
     frame: Vec<u8>,
     verdict: Verdict,
-    /// Whether the frame is a SIP message the 5x target applies to.
-    sip_message: bool,
+    /// Whether this is the typical INVITE the 5x target is stated for.
+    typical_invite: bool,
+}
+
+impl Case {
+    /// How many backends the sipxdp program that runs this case has behind the VIP.
+    fn backends(&self) -> u32 {
+        match self.group {
+            Group::Messages => FIXTURE_BACKENDS,
+            Group::Backends(count) => count,
+        }
+    }
 }
 
 /// The timings of one case.
@@ -102,6 +140,48 @@ impl Timing {
         let mut sorted = self.rounds.clone();
         sorted.sort_unstable();
         sorted.get(sorted.len() / 2).copied().unwrap_or(0)
+    }
+}
+
+/// The programs under test: the reference and one sipxdp program per backend count, each
+/// with its published Maglev table.
+struct Programs {
+    reference: ReferenceXdp,
+    sipxdp: Vec<(u32, Dataplane, Vec<u16>)>,
+}
+
+impl Programs {
+    fn load(backend_counts: &[u32]) -> Result<Self> {
+        let reference = ReferenceXdp::load()?;
+        let mut sipxdp = Vec::new();
+        for &backends in backend_counts {
+            eprintln!("loading the XDP program with {backends} backends...");
+            let mut dataplane = Dataplane::load(&LoadOptions::default())
+                .context("loading the XDP program (is the kernel's BPF support available?)")?;
+            let table = fixture::configure(&mut dataplane, HASH_SEED, 0, backends)?;
+            sipxdp.push((backends, dataplane, table));
+        }
+        Ok(Self { reference, sipxdp })
+    }
+
+    /// The sipxdp program with `backends` backends and its table.
+    fn sipxdp(&self, backends: u32) -> Result<(&Dataplane, &[u16])> {
+        self.sipxdp
+            .iter()
+            .find(|(count, _, _)| *count == backends)
+            .map(|(_, dataplane, table)| (dataplane, table.as_slice()))
+            .with_context(|| format!("no program loaded with {backends} backends"))
+    }
+
+    /// Runs `case` `repeat` times on its program; the kernel's mean ns per run.
+    fn time_run(&self, case: &Case, repeat: u32) -> Result<u64> {
+        Ok(match case.verdict {
+            Verdict::Reference => self.reference.time_run(&case.frame, repeat)?,
+            _ => self
+                .sipxdp(case.backends())?
+                .0
+                .time_run(&case.frame, repeat)?,
+        })
     }
 }
 
@@ -126,19 +206,20 @@ fn run(args: &Args) -> Result<()> {
     check_privileges()?;
 
     let cases = cases()?;
-    eprintln!("loading the XDP program...");
-    let mut dataplane = Dataplane::load(&LoadOptions::default())
-        .context("loading the XDP program (is the kernel's BPF support available?)")?;
-    let table = fixture::configure(&mut dataplane, HASH_SEED, 0)?;
+    let mut backend_counts = vec![FIXTURE_BACKENDS];
+    backend_counts.extend(SCALING_BACKENDS);
+    let programs = Programs::load(&backend_counts)?;
     for case in &cases {
-        check_verdict(&dataplane, &table, case)
+        check_verdict(&programs, case)
             .with_context(|| format!("checking frame `{}` before timing it", case.label))?;
     }
-    let verified = dataplane
+    let verified = programs
+        .sipxdp(FIXTURE_BACKENDS)?
+        .0
         .verified_instructions()
         .context("reading the program's verifier statistics")?;
 
-    let timings = measure(&dataplane, &cases, args)?;
+    let timings = measure(&programs, &cases, args)?;
     let machine = Machine::read();
     let report = Report {
         cases: &cases,
@@ -185,7 +266,7 @@ fn check_privileges() -> Result<()> {
     Ok(())
 }
 
-/// The frames to time, floor first.
+/// The frames to time, the reference first.
 fn cases() -> Result<Vec<Case>> {
     let mut rng = Rng::new(CALL_SEED);
     let call = Call::random(&mut rng, 0);
@@ -193,84 +274,145 @@ fn cases() -> Result<Vec<Case>> {
     let client = SocketAddr::new(IpAddr::V4(CLIENT), 5062);
     let vip = SocketAddr::new(IpAddr::V4(VIP), VIP_PORT);
 
-    // A realistic INVITE of about 550 bytes (the minimal SDP): Call-ID is the 5th of 10 headers.
-    let invite = call.invite(client, vip, 0);
+    // The typical INVITE: 900 bytes, the Call-ID 5th of 12 headers, then the SDP.
+    let invite = sized(TYPICAL_INVITE_LEN, |body| call.invite(client, vip, body))?;
     ensure!(
         find(&invite, b"\r\nCall-ID: ").is_some(),
         "the generated INVITE has no `Call-ID:` header"
     );
+    let ok = call.ok(client, vip, 300);
+    let compact = Call {
+        compact: true,
+        ..call.clone()
+    }
+    .invite(client, vip, 300);
     let bye = call.bye(client, vip);
-    let long_invite = long_invite(call_id, client, vip);
+    let long_headers = long_header_section(call_id, client, vip)?;
     let no_call_id = without_header(&invite, b"Call-ID:")?;
+    // An RTP packet (12-byte header, 160 bytes of G.711) sent to the SIP port by mistake.
+    let mut rtp = vec![
+        0x80, 0x00, 0x1f, 0x40, 0, 0, 0x0f, 0xa0, 0x5e, 0xed, 0x00, 0x01,
+    ];
+    rtp.extend(std::iter::repeat_n(0xd5, 160));
 
     let not_vip = FrameSpec {
         destination: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 101)),
         ..FrameSpec::default()
     };
     let to_vip = FrameSpec::default();
-    let case = |label, spec: &FrameSpec, payload: &[u8], verdict, sip_message| Case {
+    let case = |group, label, spec: &FrameSpec, payload: &[u8], verdict| Case {
+        group,
         label,
         payload_len: payload.len(),
+        header_len: find(payload, b"\r\n\r\n").map(|end| end + 4),
         frame: udp_frame(spec, payload),
         verdict,
-        sip_message,
+        typical_invite: false,
     };
     let forwarded = || Verdict::Forwarded {
         call_id: call_id.to_owned(),
     };
-    Ok(vec![
+    let passed = |slot, reason| Verdict::Passed { slot, reason };
+    let messages = Group::Messages;
+    let mut cases = vec![
         case(
-            "not for a VIP (floor): INVITE to 198.51.100.101",
+            messages,
+            "reference: `return XDP_PASS` on the INVITE",
+            &to_vip,
+            &invite,
+            Verdict::Reference,
+        ),
+        case(
+            messages,
+            "INVITE to 198.51.100.101, not a VIP",
             &not_vip,
             &invite,
-            Verdict::Passed {
-                slot: NO_VIP,
-                reason: Reason::NotVip,
-            },
-            false,
+            passed(NO_VIP, Reason::NotVip),
         ),
         case(
-            "CRLF keep-alive to the VIP",
+            messages,
+            "CRLF keep-alive",
             &to_vip,
             b"\r\n\r\n",
-            Verdict::Passed {
-                slot: VIP_SLOT,
-                reason: Reason::KeepAlive,
-            },
-            false,
+            passed(VIP_SLOT, Reason::KeepAlive),
         ),
-        case("BYE", &to_vip, &bye, forwarded(), true),
         case(
-            "INVITE + SDP, Call-ID mid-headers",
+            messages,
+            "non-SIP datagram (RTP)",
+            &to_vip,
+            &rtp,
+            passed(VIP_SLOT, Reason::NotSip),
+        ),
+        Case {
+            typical_invite: true,
+            ..case(
+                messages,
+                "typical INVITE + SDP, Call-ID 5th header",
+                &to_vip,
+                &invite,
+                forwarded(),
+            )
+        },
+        case(messages, "200 OK + SDP", &to_vip, &ok, forwarded()),
+        case(
+            messages,
+            "INVITE in compact form (i:, v:, f:, ...)",
+            &to_vip,
+            &compact,
+            forwarded(),
+        ),
+        case(messages, "BYE", &to_vip, &bye, forwarded()),
+        case(
+            messages,
+            "1,400-byte header section, Call-ID last",
+            &to_vip,
+            &long_headers,
+            forwarded(),
+        ),
+        case(
+            messages,
+            "INVITE without Call-ID",
+            &to_vip,
+            &no_call_id,
+            passed(VIP_SLOT, Reason::NoCallId),
+        ),
+    ];
+    for backends in SCALING_BACKENDS {
+        cases.push(case(
+            Group::Backends(backends),
+            "typical INVITE",
             &to_vip,
             &invite,
             forwarded(),
-            true,
-        ),
-        case(
-            "INVITE, Call-ID last header",
-            &to_vip,
-            &long_invite,
-            forwarded(),
-            true,
-        ),
-        case(
-            "INVITE without Call-ID (passed)",
-            &to_vip,
-            &no_call_id,
-            Verdict::Passed {
-                slot: VIP_SLOT,
-                reason: Reason::NoCallId,
-            },
-            true,
-        ),
-    ])
+        ));
+    }
+    Ok(cases)
 }
 
-/// An INVITE of about 1,400 bytes that crossed three proxies (three Vias, three
-/// Record-Routes, the usual capability headers), whose Call-ID is the last header: the
-/// scanner has to walk the whole header section to reach it.
-fn long_invite(call_id: &str, client: SocketAddr, vip: SocketAddr) -> Vec<u8> {
+/// The message `build` makes with a body that brings it to `len` bytes, or as close below
+/// as the body can get.
+fn sized(len: usize, build: impl Fn(usize) -> Vec<u8>) -> Result<Vec<u8>> {
+    let mut body = len;
+    let mut message = build(body);
+    // Each retry shrinks the body by the excess: the headers' length, then what the
+    // Content-Length value and the cut of the last body line add.
+    while message.len() > len && body > 0 {
+        body = body.saturating_sub(message.len() - len);
+        message = build(body);
+    }
+    ensure!(
+        message.len() <= len,
+        "a bare message of {} bytes is longer than {len}",
+        message.len()
+    );
+    Ok(message)
+}
+
+/// An INVITE without a body (a delayed offer) whose header section, blank line included,
+/// is [`LONG_HEADER_SECTION_LEN`] bytes, with the Call-ID as its last header: it crossed
+/// three proxies (three Vias and Record-Routes) and carries the usual capability and
+/// identity headers. The scanner walks all of it to reach the Call-ID.
+fn long_header_section(call_id: &str, client: SocketAddr, vip: SocketAddr) -> Result<Vec<u8>> {
     let client_ip = client.ip();
     let headers = [
         "Via: SIP/2.0/UDP 203.0.113.3:5060;branch=z9hG4bK3a8f1c0e9d7b;rport".to_owned(),
@@ -291,28 +433,35 @@ fn long_invite(call_id: &str, client: SocketAddr, vip: SocketAddr) -> Vec<u8> {
         "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, UPDATE, REFER, NOTIFY, INFO, MESSAGE"
             .to_owned(),
         "Supported: replaces, timer, 100rel, path, gruu, outbound".to_owned(),
+        "Session-Expires: 1800;refresher=uac".to_owned(),
         "Min-SE: 90".to_owned(),
+        "Accept: application/sdp, application/dtmf-relay, multipart/mixed".to_owned(),
         "P-Asserted-Identity: \"Alice Example\" <sip:+15550100@client.example.com;user=phone>"
             .to_owned(),
+        "P-Charging-Vector: icid-value=AyretyU0dm+6O2IrT5tAFrbHLso=;orig-ioi=client.example.com"
+            .to_owned(),
+        "History-Info: <sip:service@client.example.com?Reason=SIP%3Bcause%3D302>;index=1"
+            .to_owned(),
+        "Privacy: none".to_owned(),
         "User-Agent: sipxdp-bench softphone 1.0 (long header section worst case)".to_owned(),
-        "Content-Type: application/sdp".to_owned(),
+        "Content-Length: 0".to_owned(),
     ];
-    let body = format!(
-        "v=0\r\no=alice 2890844526 2890844526 IN IP4 {client_ip}\r\ns=-\r\n\
-         c=IN IP4 {client_ip}\r\nt=0 0\r\nm=audio 49170 RTP/AVP 0 8 9 101\r\n\
-         a=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\n\
-         a=rtpmap:101 telephone-event/8000\r\n\
-         a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
-    );
     let mut message = format!("INVITE sip:service@{vip} SIP/2.0\r\n");
     for header in &headers {
         message.push_str(header);
         message.push_str("\r\n");
     }
-    message.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    message.push_str(&format!("Call-ID: {call_id}\r\n\r\n"));
-    message.push_str(&body);
-    message.into_bytes()
+    let call_id_line = format!("Call-ID: {call_id}\r\n\r\n");
+    // A Subject header takes up what is left, so the section has exactly the length wanted.
+    let subject = "Subject: ";
+    let filler = LONG_HEADER_SECTION_LEN
+        .checked_sub(message.len() + call_id_line.len() + subject.len() + 2)
+        .context("the long header section's fixed headers are already too long")?;
+    message.push_str(subject);
+    message.extend(std::iter::repeat_n('x', filler));
+    message.push_str("\r\n");
+    message.push_str(&call_id_line);
+    Ok(message.into_bytes())
 }
 
 /// `message` with the header line starting with `name` removed.
@@ -346,22 +495,26 @@ fn verdict_name(verdict: &Verdict) -> String {
     match verdict {
         Verdict::Forwarded { .. } => "XDP_TX".to_owned(),
         Verdict::Passed { reason, .. } => format!("XDP_PASS ({})", reason.name()),
+        Verdict::Reference => "XDP_PASS".to_owned(),
     }
 }
 
 /// Runs `case` once and checks the action, the frame and the counter it bumps.
-fn check_verdict(dataplane: &Dataplane, table: &[u16], case: &Case) -> Result<()> {
+fn check_verdict(programs: &Programs, case: &Case) -> Result<()> {
     let (slot, action, reason) = match &case.verdict {
         Verdict::Forwarded { .. } => (VIP_SLOT, Action::Forwarded, Reason::CallId),
         Verdict::Passed { slot, reason } => (*slot, Action::Passed, *reason),
+        // The reference program checks its own action on every run.
+        Verdict::Reference => return programs.time_run(case, 1).map(drop),
     };
-    let packets = |dataplane: &Dataplane| -> Result<u64> {
+    let (dataplane, table) = programs.sipxdp(case.backends())?;
+    let packets = || -> Result<u64> {
         Ok(dataplane
             .counter(slot, action, reason)
             .context("reading the counters")?
             .packets)
     };
-    let before = packets(dataplane)?;
+    let before = packets()?;
     let output = dataplane
         .test_run(&case.frame)
         .context("BPF_PROG_TEST_RUN of the frame")?;
@@ -385,7 +538,7 @@ fn check_verdict(dataplane: &Dataplane, table: &[u16], case: &Case) -> Result<()
                  (the owner of Call-ID {call_id:?})"
             );
         }
-        Verdict::Passed { .. } => {
+        Verdict::Passed { .. } | Verdict::Reference => {
             ensure!(
                 output.action == XDP_PASS,
                 "expected XDP_PASS ({}), got {}",
@@ -398,7 +551,7 @@ fn check_verdict(dataplane: &Dataplane, table: &[u16], case: &Case) -> Result<()
             );
         }
     }
-    let after = packets(dataplane)?;
+    let after = packets()?;
     ensure!(
         after == before + 1,
         "expected one packet counted as {} / {} in slot {slot}, the counter went from \
@@ -410,10 +563,10 @@ fn check_verdict(dataplane: &Dataplane, table: &[u16], case: &Case) -> Result<()
 }
 
 /// Times every case in interleaved rounds until `rounds` are done or the budget is spent.
-fn measure(dataplane: &Dataplane, cases: &[Case], args: &Args) -> Result<Vec<Timing>> {
+fn measure(programs: &Programs, cases: &[Case], args: &Args) -> Result<Vec<Timing>> {
     for case in cases {
-        dataplane
-            .time_run(&case.frame, WARM_UP_REPEAT)
+        programs
+            .time_run(case, WARM_UP_REPEAT)
             .with_context(|| format!("warming up with `{}`", case.label))?;
     }
     let budget = Duration::from_secs(args.budget_secs);
@@ -434,8 +587,8 @@ fn measure(dataplane: &Dataplane, cases: &[Case], args: &Args) -> Result<Vec<Tim
         }
         eprint!("round {round}/{}:", args.rounds);
         for (case, timing) in cases.iter().zip(&mut timings) {
-            let ns = dataplane
-                .time_run(&case.frame, args.repeat)
+            let ns = programs
+                .time_run(case, args.repeat)
                 .with_context(|| format!("timing `{}`", case.label))?;
             ensure!(
                 ns > 0,
@@ -475,6 +628,60 @@ impl Machine {
     }
 }
 
+/// A table of figures, printed aligned or as Markdown.
+struct Table {
+    /// Column titles, and whether the column is text (left-aligned).
+    columns: &'static [(&'static str, bool)],
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn print_plain(&self) {
+        let mut widths: Vec<usize> = self.columns.iter().map(|(title, _)| title.len()).collect();
+        for row in &self.rows {
+            for (width, cell) in widths.iter_mut().zip(row) {
+                *width = (*width).max(cell.len());
+            }
+        }
+        let line = |cells: &[String]| {
+            let mut out = String::new();
+            for (index, cell) in cells.iter().enumerate() {
+                let width = widths[index];
+                if index > 0 {
+                    out.push_str("  ");
+                }
+                if self.columns[index].1 {
+                    out.push_str(&format!("{cell:<width$}"));
+                } else {
+                    out.push_str(&format!("{cell:>width$}"));
+                }
+            }
+            out.trim_end().to_owned()
+        };
+        let titles: Vec<String> = self.columns.iter().map(|(t, _)| (*t).to_owned()).collect();
+        println!("{}", line(&titles));
+        let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+        println!("{}", "-".repeat(total));
+        for row in &self.rows {
+            println!("{}", line(row));
+        }
+    }
+
+    fn print_markdown(&self) {
+        let titles: Vec<&str> = self.columns.iter().map(|(title, _)| *title).collect();
+        println!("| {} |", titles.join(" | "));
+        let align: Vec<&str> = self
+            .columns
+            .iter()
+            .map(|(_, text)| if *text { ":--" } else { "--:" })
+            .collect();
+        println!("|{}|", align.join("|"));
+        for row in &self.rows {
+            println!("| {} |", row.join(" | "));
+        }
+    }
+}
+
 struct Report<'a> {
     cases: &'a [Case],
     timings: &'a [Timing],
@@ -484,85 +691,142 @@ struct Report<'a> {
 }
 
 impl Report<'_> {
-    fn header(&self) -> [&'static str; 8] {
-        [
-            "#",
-            "frame",
-            "payload B",
-            "verdict",
-            "best ns/pkt",
-            "median ns",
-            "Mpps/core",
-            "x floor",
-        ]
+    /// The best time of the reference program.
+    fn reference(&self) -> u64 {
+        self.measured()
+            .find(|(case, _)| matches!(case.verdict, Verdict::Reference))
+            .map_or(0, |(_, timing)| timing.best())
     }
 
-    fn rows(&self) -> Vec<[String; 8]> {
-        let floor = self.timings.first().map_or(0, Timing::best);
-        self.cases
-            .iter()
-            .zip(self.timings)
+    fn measured(&self) -> impl Iterator<Item = (&Case, &Timing)> {
+        self.cases.iter().zip(self.timings)
+    }
+
+    fn messages(&self) -> Table {
+        let reference = self.reference();
+        let rows = self
+            .measured()
+            .filter(|(case, _)| case.group == Group::Messages)
             .enumerate()
             .map(|(index, (case, timing))| {
                 let best = timing.best();
-                [
+                vec![
                     (index + 1).to_string(),
                     case.label.to_owned(),
                     case.payload_len.to_string(),
+                    case.header_len
+                        .map_or_else(|| "-".to_owned(), |len| len.to_string()),
                     verdict_name(&case.verdict),
                     best.to_string(),
                     timing.median().to_string(),
                     format!("{:.2}", 1_000.0 / best as f64),
-                    format!("{:.1}", ratio(best, floor)),
+                    format!("{:.1}", ratio(best, reference)),
                 ]
+            })
+            .collect();
+        Table {
+            columns: &[
+                ("#", false),
+                ("frame", true),
+                ("payload B", false),
+                ("headers B", false),
+                ("verdict", true),
+                ("best ns/pkt", false),
+                ("median ns", false),
+                ("Mpps/core", false),
+                ("x reference", false),
+            ],
+            rows,
+        }
+    }
+
+    /// The typical INVITE with each backend count.
+    fn scaling(&self) -> Vec<(u32, &Timing)> {
+        self.measured()
+            .filter_map(|(case, timing)| match case.group {
+                Group::Backends(count) => Some((count, timing)),
+                Group::Messages => None,
             })
             .collect()
     }
 
-    fn rounds(&self) -> usize {
-        self.timings.first().map_or(0, |timing| timing.rounds.len())
+    fn backends(&self) -> Table {
+        let reference = self.reference();
+        let rows = self
+            .scaling()
+            .into_iter()
+            .map(|(count, timing)| {
+                vec![
+                    count.to_string(),
+                    timing.best().to_string(),
+                    timing.median().to_string(),
+                    format!("{:.1}", ratio(timing.best(), reference)),
+                ]
+            })
+            .collect();
+        Table {
+            columns: &[
+                ("backends", false),
+                ("best ns/pkt", false),
+                ("median ns", false),
+                ("x reference", false),
+            ],
+            rows,
+        }
     }
 
     fn context_lines(&self) -> Vec<String> {
         let verified = self
             .verified
             .map_or_else(|| "not reported".to_owned(), |count| count.to_string());
+        let rounds = self.timings.first().map_or(0, |timing| timing.rounds.len());
         vec![
             format!(
                 "machine: {} ({} CPUs), kernel {}",
                 self.machine.cpu, self.machine.cpus, self.machine.kernel
             ),
             format!(
-                "method: BPF_PROG_TEST_RUN, best of {} rounds of {} repeats per frame",
-                self.rounds(),
+                "method: BPF_PROG_TEST_RUN, best of {rounds} rounds of {} repeats per frame",
                 self.repeat
             ),
             format!("verifier: {verified} instructions processed (limit 1,000,000)"),
         ]
     }
 
-    /// Whether every SIP message stays within the target ratio, and the worst one.
-    fn target(&self) -> String {
-        let floor = self.timings.first().map_or(0, Timing::best);
-        let worst = self
-            .cases
-            .iter()
-            .zip(self.timings)
-            .filter(|(case, _)| case.sip_message)
-            .map(|(case, timing)| (case.label, ratio(timing.best(), floor)))
-            .max_by(|a, b| a.1.total_cmp(&b.1));
-        match worst {
-            Some((label, worst)) => format!(
-                "target: a SIP message costs at most {TARGET_RATIO:.0}x the floor: {} \
-                 (worst: {worst:.1}x, {label})",
-                if worst <= TARGET_RATIO {
-                    "met"
-                } else {
-                    "NOT met"
-                }
-            ),
-            None => "target: no SIP message measured".to_owned(),
+    /// The two targets and whether this run met them.
+    fn targets(&self) -> Vec<String> {
+        let met = |yes: bool| if yes { "met" } else { "NOT met" };
+        let mut lines = Vec::new();
+        if let Some((_, timing)) = self.measured().find(|(case, _)| case.typical_invite) {
+            let invite = ratio(timing.best(), self.reference());
+            lines.push(format!(
+                "target: the typical INVITE costs at most {TARGET_RATIO:.0}x the reference \
+                 program: {} ({invite:.1}x)",
+                met(invite <= TARGET_RATIO)
+            ));
         }
+        let scaling = self.scaling();
+        let best = |pick: fn(u64, u64) -> u64| {
+            scaling
+                .iter()
+                .map(|(_, timing)| timing.best())
+                .reduce(pick)
+                .unwrap_or(0)
+        };
+        let (fastest, slowest) = (best(u64::min), best(u64::max));
+        if fastest > 0 {
+            let spread = ratio(slowest, fastest) - 1.0;
+            lines.push(format!(
+                "target: flat within {:.0}% from {} to {} backends: {} (slowest {:.1}% above \
+                 fastest)",
+                FLAT_WITHIN * 100.0,
+                SCALING_BACKENDS[0],
+                SCALING_BACKENDS[SCALING_BACKENDS.len() - 1],
+                met(spread <= FLAT_WITHIN),
+                spread * 100.0
+            ));
+        }
+        lines
     }
 
     fn print_plain(&self) {
@@ -570,39 +834,13 @@ impl Report<'_> {
             println!("{line}");
         }
         println!();
-        let header = self.header().map(str::to_owned);
-        let rows = self.rows();
-        let mut widths = header.clone().map(|cell| cell.len());
-        for row in &rows {
-            for (width, cell) in widths.iter_mut().zip(row) {
-                *width = (*width).max(cell.len());
-            }
-        }
-        // Text columns are left-aligned, numbers right-aligned.
-        let left = [false, true, false, true, false, false, false, false];
-        let line = |cells: &[String; 8]| {
-            let mut out = String::new();
-            for (index, cell) in cells.iter().enumerate() {
-                let width = widths[index];
-                if index > 0 {
-                    out.push_str("  ");
-                }
-                if left[index] {
-                    out.push_str(&format!("{cell:<width$}"));
-                } else {
-                    out.push_str(&format!("{cell:>width$}"));
-                }
-            }
-            out.trim_end().to_owned()
-        };
-        println!("{}", line(&header));
-        let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
-        println!("{}", "-".repeat(total));
-        for row in &rows {
-            println!("{}", line(row));
-        }
+        self.messages().print_plain();
         println!();
-        println!("{}", self.target());
+        self.backends().print_plain();
+        println!();
+        for line in self.targets() {
+            println!("{line}");
+        }
     }
 
     fn print_markdown(&self) {
@@ -610,22 +848,20 @@ impl Report<'_> {
             println!("- {line}");
         }
         println!();
-        let header = self.header();
-        println!("| {} |", header.join(" | "));
-        let align = ["--:", ":--", "--:", ":--", "--:", "--:", "--:", "--:"];
-        println!("|{}|", align.join("|"));
-        for row in self.rows() {
-            println!("| {} |", row.join(" | "));
-        }
+        self.messages().print_markdown();
         println!();
-        println!("{}", self.target());
+        self.backends().print_markdown();
+        println!();
+        for line in self.targets() {
+            println!("- {line}");
+        }
     }
 }
 
-fn ratio(ns: u64, floor: u64) -> f64 {
-    if floor == 0 {
+fn ratio(ns: u64, reference: u64) -> f64 {
+    if reference == 0 {
         0.0
     } else {
-        ns as f64 / floor as f64
+        ns as f64 / reference as f64
     }
 }
