@@ -38,6 +38,7 @@ pub mod names {
     pub const SETTINGS: &str = "SETTINGS";
     pub const COUNTERS: &str = "COUNTERS";
     pub const BACKEND_COUNTERS: &str = "BACKEND_COUNTERS";
+    pub const DIALOGS: &str = "DIALOGS";
 }
 
 /// The `protocol` of a [`VipKey`]: IANA protocol numbers.
@@ -166,7 +167,9 @@ pub struct Backend {
     pub flags: u32,
     pub address: Address,
     pub port: u16,
-    pub padding: [u8; 2],
+    /// Changes whenever the slot is given to another backend, so that a dialog remembered
+    /// for the slot's previous holder is not sent to the new one.
+    pub incarnation: u16,
 }
 
 /// Value of the single-entry `SETTINGS` array.
@@ -175,6 +178,34 @@ pub struct Backend {
 pub struct Settings {
     /// Seed of the Call-ID hash (XXH64).
     pub hash_seed: u64,
+    /// A dialog not seen for this long follows the Maglev table again; 0 turns dialog
+    /// stickiness off.
+    pub dialog_idle_ns: u64,
+}
+
+/// Entries of the `DIALOGS` map unless the loader sets another size: one per call in
+/// progress.
+pub const DEFAULT_DIALOG_ENTRIES: u32 = 1 << 20;
+
+/// Key of the `DIALOGS` LRU map: one call on one VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(C)]
+pub struct DialogKey {
+    /// The Call-ID hash, as the Maglev lookup uses it.
+    pub call_id_hash: u64,
+    pub vip_slot: u32,
+    pub padding: u32,
+}
+
+/// Value of the `DIALOGS` map: where a call went, and when it was last seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct Dialog {
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE) of the dialog's latest message.
+    pub last_seen_ns: u64,
+    pub backend_slot: u32,
+    /// The backend slot's `Backend::incarnation` when the dialog was placed.
+    pub backend_incarnation: u32,
 }
 
 /// A packet and byte count, the value of the per-CPU counter arrays.
@@ -195,6 +226,8 @@ mod pod {
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Counter {}
+    unsafe impl aya::Pod for super::DialogKey {}
+    unsafe impl aya::Pod for super::Dialog {}
 }
 
 #[cfg(test)]
@@ -208,7 +241,9 @@ mod tests {
         assert_eq!(size_of::<VipConfig>(), 16);
         assert_eq!(size_of::<VipEntry>(), 36);
         assert_eq!(size_of::<Backend>(), 6 + 6 + 4 + 4 + 16 + 2 + 2);
-        assert_eq!(size_of::<Settings>(), 8);
+        assert_eq!(size_of::<Settings>(), 16);
+        assert_eq!(size_of::<DialogKey>(), 16);
+        assert_eq!(size_of::<Dialog>(), 16);
         assert_eq!(size_of::<Counter>(), 16);
     }
 

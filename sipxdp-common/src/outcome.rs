@@ -57,7 +57,8 @@ macro_rules! reasons {
 }
 
 reasons! {
-    /// Steered by the hash of its Call-ID.
+    /// Steered by the Maglev entry of its Call-ID's hash: the first message of a dialog,
+    /// or any message when dialog stickiness is off.
     CallId = 0 => "call_id",
     /// Not an IPv4 or IPv6 packet.
     NotIp = 1 => "not_ip",
@@ -91,6 +92,8 @@ reasons! {
     NoBackend = 15 => "no_backend",
     /// The backend's interface cannot be redirected to (not in the program's port map).
     NoRoute = 16 => "no_route",
+    /// Steered to the backend remembered for its dialog (`DIALOGS`).
+    Dialog = 17 => "dialog",
 }
 
 impl From<Unplaceable> for Reason {

@@ -1,13 +1,13 @@
 //! The program's maps (BTF-defined). Layouts and names are in `sipxdp_common::maps`.
 
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, PerCpuArray},
+    btf_maps::{Array, DevMapHash, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use sipxdp_common::{
     maps::{
-        Backend, Counter, MAX_BACKENDS, MAX_TX_PORTS, MAX_VIPS, MaglevTable, Settings,
-        VIP_TABLE_ENTRIES, VipEntry,
+        Backend, Counter, DEFAULT_DIALOG_ENTRIES, Dialog, DialogKey, MAX_BACKENDS, MAX_TX_PORTS,
+        MAX_VIPS, MaglevTable, Settings, VIP_TABLE_ENTRIES, VipEntry,
     },
     outcome::OUTCOMES_PER_VIP,
 };
@@ -50,3 +50,9 @@ pub static BACKEND_COUNTERS: PerCpuArray<Counter, BACKENDS_MAX> = PerCpuArray::n
 /// verifier, and a zero-padded copy of the payload's last 32 bytes.
 #[btf_map]
 pub static SCRATCH: PerCpuArray<[u64; 10], 1> = PerCpuArray::new();
+
+/// Dialog stickiness: the backend each call in progress went to (kernel 4.10). The
+/// daemon sizes it from the config; the least recently used call is forgotten when full.
+#[btf_map]
+pub static DIALOGS: LruHashMap<DialogKey, Dialog, { DEFAULT_DIALOG_ENTRIES as usize }> =
+    LruHashMap::new();

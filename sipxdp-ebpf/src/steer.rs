@@ -1,18 +1,22 @@
 //! From parsed headers to an action: VIP lookup, Call-ID scan, Maglev lookup, forwarding.
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
 use aya_log_ebpf::debug;
 use sipxdp_common::{
     callid::{KernelLimits, Unplaceable, locate},
     maps::{
-        BACKEND_IN_SERVICE, Backend, MAGLEV_EMPTY, PROTOCOL_UDP, VIP_DROP_KEEP_ALIVE,
-        VIP_DROP_NOT_SIP, VIP_PROBES, VIP_TABLE_ENTRIES, VipConfig, VipKey, table_entry,
+        BACKEND_IN_SERVICE, Backend, Dialog, DialogKey, MAGLEV_EMPTY, PROTOCOL_UDP,
+        VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_PROBES, VIP_TABLE_ENTRIES, VipConfig, VipKey,
+        table_entry,
     },
     outcome::{Action, NO_VIP, Reason, counter_index},
 };
 
 use crate::{
-    maps::{BACKEND_COUNTERS, BACKENDS, COUNTERS, MAGLEV, SCRATCH, SETTINGS, TX_PORTS, VIPS},
+    barrier::pin,
+    maps::{
+        BACKEND_COUNTERS, BACKENDS, COUNTERS, DIALOGS, MAGLEV, SCRATCH, SETTINGS, TX_PORTS, VIPS,
+    },
     packet::{Frame, Packet, Udp, parse},
     payload::PacketPayload,
 };
@@ -42,10 +46,10 @@ impl Verdict {
         }
     }
 
-    const fn forward(xdp: u32) -> Self {
+    const fn forward(reason: Reason, xdp: u32) -> Self {
         Self {
             action: Action::Forwarded,
-            reason: Reason::CallId,
+            reason,
             xdp,
         }
     }
@@ -117,7 +121,9 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
     ) else {
         return Verdict::pass(Reason::Malformed);
     };
-    let seed = SETTINGS.get(0).map_or(0, |settings| settings.hash_seed);
+    let (seed, dialog_idle_ns) = SETTINGS.get(0).map_or((0, 0), |settings| {
+        (settings.hash_seed, settings.dialog_idle_ns)
+    });
     let call_id = match locate::<_, KernelLimits>(&payload, seed) {
         Ok(call_id) => call_id,
         Err(Unplaceable::KeepAlive) if vip.flags & VIP_DROP_KEEP_ALIVE != 0 => {
@@ -128,26 +134,18 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
         }
         Err(reason) => return Verdict::pass(reason.into()),
     };
-    if vip.table_size == 0 {
-        return Verdict::pass(Reason::NoBackend);
-    }
-    let entry = table_entry(call_id.hash, vip.table_size);
-    let Some(table) = MAGLEV.get(vip.table_index()) else {
-        return Verdict::pass(Reason::NoBackend);
+    let placed = if dialog_idle_ns == 0 {
+        from_table(vip, call_id.hash).map(|(slot, backend)| (slot, backend, Reason::CallId))
+    } else {
+        sticky(vip, call_id.hash, dialog_idle_ns)
     };
-    let backend_slot = match table.get(entry) {
-        Some(&slot) if slot != MAGLEV_EMPTY => slot as u32,
-        _ => return Verdict::pass(Reason::NoBackend),
+    let (backend_slot, backend, reason) = match placed {
+        Ok(placed) => placed,
+        Err(reason) => return Verdict::pass(reason),
     };
-    let Some(backend) = BACKENDS.get(backend_slot).copied() else {
-        return Verdict::pass(Reason::NoBackend);
-    };
-    if backend.flags & BACKEND_IN_SERVICE == 0 {
-        return Verdict::pass(Reason::NoBackend);
-    }
     debug!(
         ctx,
-        "call-id hash {:x} entry {} backend slot {}", call_id.hash, entry, backend_slot
+        "call-id hash {:x} backend slot {}", call_id.hash, backend_slot
     );
     let xdp = match forward(ctx, frame, &backend) {
         Ok(xdp) => xdp,
@@ -160,7 +158,76 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
             (*counter).bytes += frame.len() as u64;
         }
     }
-    Verdict::forward(xdp)
+    Verdict::forward(reason, xdp)
+}
+
+/// The backend the VIP's live Maglev table gives a Call-ID hash, if it may take calls.
+#[inline(always)]
+fn from_table(vip: &VipConfig, hash: u64) -> Result<(u32, Backend), Reason> {
+    if vip.table_size == 0 {
+        return Err(Reason::NoBackend);
+    }
+    // Pinned, so that LLVM bounds-checks this very value rather than folding the check
+    // into the multiply-and-shift that computes it, which the verifier cannot follow.
+    let entry = pin(table_entry(hash, vip.table_size));
+    let table = MAGLEV.get(vip.table_index()).ok_or(Reason::NoBackend)?;
+    let slot = match table.get(entry) {
+        Some(&slot) if slot != MAGLEV_EMPTY => slot as u32,
+        _ => return Err(Reason::NoBackend),
+    };
+    let backend = *BACKENDS.get(slot).ok_or(Reason::NoBackend)?;
+    if backend.flags & BACKEND_IN_SERVICE == 0 {
+        return Err(Reason::NoBackend);
+    }
+    Ok((slot, backend))
+}
+
+/// Dialog stickiness: the backend remembered for this call while it is fresh and its
+/// backend is still in service (a draining backend is: it left the table, not service);
+/// otherwise the table's choice, remembered from now on. Returns the reason to count.
+#[inline(always)]
+fn sticky(vip: &VipConfig, hash: u64, idle_ns: u64) -> Result<(u32, Backend, Reason), Reason> {
+    // The coarse clock (kernel 5.11) moves once per timer tick, plenty for an idle timeout
+    // of minutes, and costs a fraction of the precise one.
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let key = DialogKey {
+        call_id_hash: hash,
+        vip_slot: vip.slot,
+        padding: 0,
+    };
+    let dialog = DIALOGS.get_ptr_mut(&key);
+    if let Some(dialog) = dialog {
+        // SAFETY: a pointer to a map value the lookup returned; values of an LRU map stay
+        // valid for the rest of the program run.
+        let remembered = unsafe { *dialog };
+        if now.wrapping_sub(remembered.last_seen_ns) <= idle_ns
+            && let Some(backend) = BACKENDS.get(remembered.backend_slot)
+            && backend.flags & BACKEND_IN_SERVICE != 0
+            && u32::from(backend.incarnation) == remembered.backend_incarnation
+        {
+            // SAFETY: as above. Another CPU may refresh the same dialog at once; either
+            // time will do.
+            unsafe { (*dialog).last_seen_ns = now };
+            return Ok((remembered.backend_slot, *backend, Reason::Dialog));
+        }
+    }
+    let (slot, backend) = from_table(vip, hash)?;
+    let placed = Dialog {
+        last_seen_ns: now,
+        backend_slot: slot,
+        backend_incarnation: u32::from(backend.incarnation),
+    };
+    match dialog {
+        // SAFETY: as above.
+        Some(dialog) => unsafe { *dialog = placed },
+        // A full map evicts its least recently used dialog; a failed insert only means
+        // the next message of this call is placed by the table again.
+        None => {
+            let _ = DIALOGS.insert(&key, &placed, 0);
+        }
+    }
+    Ok((slot, backend, Reason::CallId))
 }
 
 /// Direct server return: only the Ethernet addresses change; the backend holds the VIP on

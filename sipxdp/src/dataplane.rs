@@ -86,6 +86,9 @@ pub struct LoadOptions {
     pub log_level: Option<aya_log::Level>,
     /// Ask the verifier for statistics (used by tests to report instruction counts).
     pub verifier_statistics: bool,
+    /// Entries of the `DIALOGS` map (`None`: `DEFAULT_DIALOG_ENTRIES`). The kernel
+    /// allocates them all at load time, 96 bytes each.
+    pub dialog_entries: Option<u32>,
 }
 
 /// The result of running the program once on a frame with `BPF_PROG_TEST_RUN`.
@@ -110,6 +113,9 @@ impl Dataplane {
         loader.override_global(aya_log::LEVEL, &level, false);
         if options.verifier_statistics {
             loader.verifier_log_level(VerifierLogLevel::STATS);
+        }
+        if let Some(entries) = options.dialog_entries {
+            loader.map_max_entries(names::DIALOGS, entries);
         }
         let mut ebpf = loader
             .load(PROGRAM_OBJECT)

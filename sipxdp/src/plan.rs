@@ -67,21 +67,29 @@ pub struct BackendRuntime {
 }
 
 /// Slot numbers handed out so far. Slots stay with their VIP or backend across reloads,
-/// so counters and tables do not move, and a freed slot is reused only by a later plan.
+/// so counters, tables and remembered dialogs do not move. A slot freed by a plan may be
+/// given to a new backend in the same plan; its incarnation then changes, so dialogs
+/// remembered for the old holder are placed by the table again instead of following the
+/// slot to the new one.
 #[derive(Clone, Debug, Default)]
 pub struct Slots {
     vips: BTreeMap<VipKey, u32>,
     backends: BTreeMap<BackendId, u32>,
+    /// How many times each backend slot has been handed out, wrapping.
+    incarnations: BTreeMap<u32, u16>,
 }
 
 impl Slots {
+    /// Keeps the slots of the keys still wanted and gives the lowest free slots to the new
+    /// ones; returns the slots given out, or `None` when more than `limit` are needed.
     fn assign<K: Ord + Clone>(
         current: &mut BTreeMap<K, u32>,
         wanted: &BTreeSet<K>,
         limit: u32,
-    ) -> Option<()> {
+    ) -> Option<Vec<u32>> {
         current.retain(|key, _| wanted.contains(key));
         let mut used: BTreeSet<u32> = current.values().copied().collect();
+        let mut given = Vec::new();
         let mut next_free = 0;
         for key in wanted {
             if current.contains_key(key) {
@@ -95,8 +103,14 @@ impl Slots {
             }
             used.insert(next_free);
             current.insert(key.clone(), next_free);
+            given.push(next_free);
         }
-        Some(())
+        Some(given)
+    }
+
+    /// The incarnation of a backend slot: changes each time the slot changes hands.
+    pub fn incarnation(&self, slot: u32) -> u16 {
+        self.incarnations.get(&slot).copied().unwrap_or(0)
     }
 
     /// The backend holding `slot`, if the last plan gave it to one.
@@ -176,8 +190,12 @@ pub fn plan(
             })
         })
         .collect();
-    Slots::assign(&mut slots.backends, &backend_ids, MAX_BACKENDS)
+    let given = Slots::assign(&mut slots.backends, &backend_ids, MAX_BACKENDS)
         .ok_or(PlanError::TooManyBackends)?;
+    for slot in given {
+        let incarnation = slots.incarnations.entry(slot).or_default();
+        *incarnation = incarnation.wrapping_add(1);
+    }
 
     let mut plan = Plan::default();
     for vip in &config.vips {
@@ -206,11 +224,12 @@ pub fn plan(
                     },
                     address: address_bytes(backend.address),
                     port: backend.port,
-                    padding: [0; 2],
+                    incarnation: slots.incarnation(slot),
                 },
                 None => Backend {
                     address: address_bytes(backend.address),
                     port: backend.port,
+                    incarnation: slots.incarnation(slot),
                     ..Backend::default()
                 },
             };
@@ -265,4 +284,93 @@ pub fn plan(
         });
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{config::parse, test_support::Machine};
+
+    /// A VIP over backends .21, .22, … with the given `state` lines.
+    fn config(states: &[&str]) -> Config {
+        let mut text = String::from(
+            "[[interfaces]]\nname = \"eth0\"\n[[vips]]\nname = \"v\"\n\
+             address = \"198.51.100.100\"\ntable_size = 101\n",
+        );
+        for (index, state) in states.iter().enumerate() {
+            text.push_str(&format!(
+                "[[vips.backends]]\naddress = \"198.51.100.{}\"\nstate = \"{state}\"\n",
+                21 + index
+            ));
+        }
+        parse(&text, "test.toml", &Machine).expect("a valid configuration")
+    }
+
+    fn reachable(health: Health) -> impl Fn(&BackendId) -> BackendRuntime {
+        move |_| BackendRuntime {
+            health,
+            admin: None,
+            path: Some(Path {
+                ifindex: 2,
+                source_mac: [2, 0, 0, 0, 0, 1],
+                destination_mac: [2, 0, 0, 0, 0, 2],
+            }),
+        }
+    }
+
+    fn members(plan: &Plan) -> BTreeSet<u16> {
+        plan.vips[0].table.iter().copied().collect()
+    }
+
+    #[test]
+    fn admin_states_decide_table_membership_and_service() {
+        let config = config(&["active", "draining", "disabled"]);
+        let plan = plan(&config, &mut Slots::default(), reachable(Health::Up)).expect("a plan");
+        assert_eq!(members(&plan), BTreeSet::from([0]));
+        let in_service = |slot: u32| plan.backends[&slot].flags & BACKEND_IN_SERVICE != 0;
+        // A draining backend takes no new calls but keeps the ones it has.
+        assert!(in_service(0) && in_service(1) && !in_service(2));
+    }
+
+    #[test]
+    fn a_down_backend_leaves_service_and_the_table() {
+        let config = config(&["active", "active"]);
+        let plan = plan(&config, &mut Slots::default(), reachable(Health::Down)).expect("a plan");
+        assert!(plan.vips[0].table.is_empty());
+        assert!(
+            plan.backends
+                .values()
+                .all(|b| b.flags & BACKEND_IN_SERVICE == 0)
+        );
+    }
+
+    #[test]
+    fn slots_stay_and_a_reused_slot_gets_a_new_incarnation() {
+        let mut slots = Slots::default();
+        let first = plan(
+            &config(&["active", "active"]),
+            &mut slots,
+            reachable(Health::Up),
+        )
+        .expect("a plan");
+        let again = plan(
+            &config(&["active", "active"]),
+            &mut slots,
+            reachable(Health::Up),
+        )
+        .expect("a plan");
+        assert_eq!(first, again);
+        assert_eq!(first.backends[&0].incarnation, 1);
+
+        // .21 goes and .23 comes in the same plan: .23 gets the freed slot 0, under a new
+        // incarnation, while .22 keeps slot 1 and its incarnation.
+        let mut text = config(&["active", "active", "active"]);
+        text.vips[0].backends.remove(0);
+        let replaced = plan(&text, &mut slots, reachable(Health::Up)).expect("a plan");
+        let at = |slot: u32| slots.backend_at(slot).map(|id| id.address.to_string());
+        assert_eq!(at(0).as_deref(), Some("198.51.100.23:5060"));
+        assert_eq!(at(1).as_deref(), Some("198.51.100.22:5060"));
+        assert_eq!(replaced.backends[&0].incarnation, 2);
+        assert_eq!(replaced.backends[&1].incarnation, 1);
+    }
 }

@@ -256,6 +256,15 @@ impl Drop for DaemonLab {
 
 /// The packets a report printed by `sipxdp` counts for `vip` under (action, reason), from
 /// its `VIP ACTION REASON PACKETS BYTES` table.
+/// Messages of `vip` the report counts as forwarded: placed by the table (`call_id`) or
+/// by their dialog (`dialog`).
+pub fn forwarded(report: &str, vip: &str) -> u64 {
+    ["call_id", "dialog"]
+        .iter()
+        .filter_map(|reason| counted(report, vip, "forwarded", reason))
+        .sum()
+}
+
 pub fn counted(report: &str, vip: &str, action: &str, reason: &str) -> Option<u64> {
     report.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();

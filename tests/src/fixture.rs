@@ -3,7 +3,7 @@
 //! `BPF_PROG_TEST_RUN` pretends frames arrive, so a steered frame comes back as `XDP_TX`.
 
 use anyhow::{Context as _, Result};
-use sipxdp::dataplane::Dataplane;
+use sipxdp::dataplane::{Dataplane, LoadOptions};
 use sipxdp_common::{
     maglev::{MaglevBackend, build_table},
     maps::{BACKEND_IN_SERVICE, Backend, PROTOCOL_UDP, Settings, VipConfig, VipKey, ipv4_mapped},
@@ -65,17 +65,36 @@ pub fn maglev_table(members: &[(u32, u32)], size: u32) -> Result<Vec<u16>> {
         .collect()
 }
 
-/// Fills `dataplane`: the hash seed, `backends` backends of equal weight in slots
+/// How the tests load the program: as the daemon does, with a `DIALOGS` map of 65,536
+/// entries instead of a million, because the kernel allocates every entry at load time
+/// and tests load many programs at once.
+pub fn load_options() -> LoadOptions {
+    LoadOptions {
+        dialog_entries: Some(65_536),
+        ..LoadOptions::default()
+    }
+}
+
+/// Settings with `hash_seed` and dialog stickiness off, so that every forwarded message
+/// is placed by the table.
+pub fn stateless(hash_seed: u64) -> Settings {
+    Settings {
+        hash_seed,
+        dialog_idle_ns: 0,
+    }
+}
+
+/// Fills `dataplane`: `settings`, `backends` backends of equal weight in slots
 /// `0..backends` behind [`LOOPBACK`], and the VIP on port 5060 with `vip_flags`. Returns
 /// the published table.
 pub fn configure(
     dataplane: &mut Dataplane,
-    hash_seed: u64,
+    settings: &Settings,
     vip_flags: u32,
     backends: u32,
 ) -> Result<Vec<u16>> {
     dataplane
-        .set_settings(&Settings { hash_seed })
+        .set_settings(settings)
         .context("writing the settings")?;
     for slot in 0..backends {
         dataplane

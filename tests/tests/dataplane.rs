@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use sipxdp::dataplane::{Dataplane, LoadOptions};
+use sipxdp::dataplane::Dataplane;
 use sipxdp_common::{
     corpus::{self, Expected},
     maps::{BACKEND_IN_SERVICE, Backend, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, table_entry},
@@ -34,9 +34,14 @@ struct Fixture {
 
 impl Fixture {
     fn new(vip_flags: u32) -> Self {
-        let mut dataplane = Dataplane::load(&LoadOptions::default()).expect("loading the program");
-        let table = fixture::configure(&mut dataplane, SEED, vip_flags, fixture::BACKENDS)
-            .expect("the fixture");
+        let mut dataplane = Dataplane::load(&fixture::load_options()).expect("loading the program");
+        let table = fixture::configure(
+            &mut dataplane,
+            &fixture::stateless(SEED),
+            vip_flags,
+            fixture::BACKENDS,
+        )
+        .expect("the fixture");
         Self { dataplane, table }
     }
 

@@ -7,10 +7,10 @@ use std::{
     net::{IpAddr, SocketAddr},
 };
 
+use sipxdp::dataplane::Dataplane;
 use sipxdp::dataplane::XdpMode;
-use sipxdp::dataplane::{Dataplane, LoadOptions};
 use sipxdp_common::{
-    maps::{BACKEND_IN_SERVICE, Backend, PROTOCOL_UDP, Settings, VipConfig, VipKey, ipv4_mapped},
+    maps::{BACKEND_IN_SERVICE, Backend, PROTOCOL_UDP, VipConfig, VipKey, ipv4_mapped},
     outcome::{Action, NO_VIP, Reason},
 };
 use sipxdp_tests::{
@@ -54,9 +54,9 @@ impl Balancer {
             .netns()
             .enter_thread(move || {
                 let mut dataplane =
-                    Dataplane::load(&LoadOptions::default()).expect("loading the program");
+                    Dataplane::load(&fixture::load_options()).expect("loading the program");
                 dataplane
-                    .set_settings(&Settings { hash_seed: 7 })
+                    .set_settings(&fixture::stateless(7))
                     .expect("settings");
                 for (slot, mac) in backends.iter().enumerate() {
                     dataplane
@@ -248,7 +248,7 @@ fn changing_the_backend_set_moves_only_the_share_that_must_move() {
     let _peer_program = lab
         .switch()
         .enter_thread(move || {
-            let mut dataplane = Dataplane::load(&LoadOptions::default()).expect("loading");
+            let mut dataplane = Dataplane::load(&fixture::load_options()).expect("loading");
             dataplane
                 .attach(&switch_end, XdpMode::Driver)
                 .expect("attaching to the switch's end");

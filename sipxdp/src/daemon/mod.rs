@@ -184,14 +184,23 @@ impl Daemon {
             bail!("the interfaces changed; restart sipxdp to attach to the new set");
         }
         let paths = paths::resolve_all(&config, &mut self.resolver).map_err(joined)?;
-        if config.daemon.hash_seed != self.config.daemon.hash_seed {
-            self.dataplane.set_settings(&KernelSettings {
-                hash_seed: config.daemon.hash_seed,
-            })?;
+        if config.sticky.entries != self.config.sticky.entries {
+            log::warn!("[sticky] entries changed; the new size takes effect when sipxdp restarts");
+        }
+        if kernel_settings(&config) != kernel_settings(&self.config) {
+            self.dataplane.set_settings(&kernel_settings(&config))?;
         }
         self.config = config;
         self.paths = paths;
         self.publish()
+    }
+}
+
+/// The program's global settings for `config`.
+fn kernel_settings(config: &Config) -> KernelSettings {
+    KernelSettings {
+        hash_seed: config.daemon.hash_seed,
+        dialog_idle_ns: u64::try_from(config.sticky.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
     }
 }
 
@@ -281,6 +290,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let mut dataplane = Dataplane::load(&LoadOptions {
         log_level: kernel_log_level(config.daemon.kernel_log_level),
         verifier_statistics: true,
+        dialog_entries: Some(config.sticky.entries),
     })?;
     let logger = match config.daemon.kernel_log_level {
         LogLevel::Off => None,
@@ -293,9 +303,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             Some(registered.context("polling the kernel log")?)
         }
     };
-    dataplane.set_settings(&KernelSettings {
-        hash_seed: config.daemon.hash_seed,
-    })?;
+    dataplane.set_settings(&kernel_settings(&config))?;
     let mut daemon = Daemon {
         config_path: options.config.clone(),
         config,

@@ -18,7 +18,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use clap::{Parser, Subcommand};
 use sipxdp_tests::{
-    daemon_lab::{DaemonLab, counted},
+    daemon_lab::{DaemonLab, counted, forwarded},
     delivery::dialogs_by_backend,
     remove_stale_namespaces,
     sipgen::{Call, Rng},
@@ -136,9 +136,12 @@ fn demo(keep: bool, calls: usize) -> anyhow::Result<()> {
         !lab.attached()?,
         "the program is still attached after sipxdp stopped"
     );
-    let forwarded = counted(&counters, "lab", "forwarded", "call_id").unwrap_or(0);
+    let forwarded = forwarded(&counters, "lab");
+    let by_table = counted(&counters, "lab", "forwarded", "call_id").unwrap_or(0);
     println!(
-        "== sipxdp forwarded {forwarded} messages in XDP; the client sent {}, the backends got {}",
+        "== sipxdp forwarded {forwarded} messages in XDP ({by_table} placed by the Maglev \
+         table, {} by their dialog); the client sent {}, the backends got {}",
+        forwarded - by_table,
         calls * 3,
         received.len()
     );
