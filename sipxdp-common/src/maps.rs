@@ -39,6 +39,7 @@ pub mod names {
     pub const COUNTERS: &str = "COUNTERS";
     pub const BACKEND_COUNTERS: &str = "BACKEND_COUNTERS";
     pub const DIALOGS: &str = "DIALOGS";
+    pub const FRAGMENTS: &str = "FRAGMENTS";
 }
 
 /// The `protocol` of a [`VipKey`]: IANA protocol numbers.
@@ -183,6 +184,34 @@ pub struct Settings {
     pub dialog_idle_ns: u64,
 }
 
+/// Entries of the `FRAGMENTS` map unless the loader sets another size: one per datagram
+/// whose later fragments are still to come.
+pub const DEFAULT_FRAGMENT_ENTRIES: u32 = 1 << 16;
+
+/// Key of the `FRAGMENTS` LRU map: one fragmented IP datagram (RFC 791 and RFC 8200 name
+/// a datagram by its addresses, protocol and identification; only UDP is tracked).
+///
+/// Aligned to 8 bytes: the BPF verifier refuses a misaligned stack access, and a key of
+/// byte arrays may otherwise be placed at any offset of the program's stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(C, align(8))]
+pub struct FragmentKey {
+    /// Source address, IPv4-mapped for IPv4.
+    pub source: Address,
+    pub destination: Address,
+    /// The IPv4 identification (16 bits) or the IPv6 fragment header's (32 bits).
+    pub identification: u32,
+    pub padding: u32,
+}
+
+/// Value of the `FRAGMENTS` map: where the first fragment went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct FragmentTarget {
+    pub vip_slot: u32,
+    pub backend_slot: u32,
+}
+
 /// Entries of the `DIALOGS` map unless the loader sets another size: one per call in
 /// progress.
 pub const DEFAULT_DIALOG_ENTRIES: u32 = 1 << 20;
@@ -228,6 +257,8 @@ mod pod {
     unsafe impl aya::Pod for super::Counter {}
     unsafe impl aya::Pod for super::DialogKey {}
     unsafe impl aya::Pod for super::Dialog {}
+    unsafe impl aya::Pod for super::FragmentKey {}
+    unsafe impl aya::Pod for super::FragmentTarget {}
 }
 
 #[cfg(test)]
@@ -244,6 +275,8 @@ mod tests {
         assert_eq!(size_of::<Settings>(), 16);
         assert_eq!(size_of::<DialogKey>(), 16);
         assert_eq!(size_of::<Dialog>(), 16);
+        assert_eq!(size_of::<FragmentKey>(), 40);
+        assert_eq!(size_of::<FragmentTarget>(), 8);
         assert_eq!(size_of::<Counter>(), 16);
     }
 

@@ -66,7 +66,8 @@ reasons! {
     NotVip = 2 => "not_vip",
     /// Headers that contradict each other or the frame length.
     Malformed = 3 => "malformed",
-    /// An IP fragment the kernel path cannot place.
+    /// An IP fragment the kernel path cannot place: a later fragment whose first one was
+    /// not seen (or not placed), or a first fragment that ends inside the header section.
     IpFragment = 4 => "ip_fragment",
     /// Not a SIP request or response.
     NotSip = 5 => "not_sip",
@@ -94,6 +95,10 @@ reasons! {
     NoRoute = 16 => "no_route",
     /// Steered to the backend remembered for its dialog (`DIALOGS`).
     Dialog = 17 => "dialog",
+    /// A later fragment, sent where the first fragment of its datagram went.
+    Fragment = 18 => "fragment",
+    /// An IPv6 packet with an extension header other than a fragment header.
+    Ipv6Extension = 19 => "ipv6_extension",
 }
 
 impl From<Unplaceable> for Reason {

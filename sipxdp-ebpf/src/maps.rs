@@ -6,8 +6,9 @@ use aya_ebpf::{
 };
 use sipxdp_common::{
     maps::{
-        Backend, Counter, DEFAULT_DIALOG_ENTRIES, Dialog, DialogKey, MAX_BACKENDS, MAX_TX_PORTS,
-        MAX_VIPS, MaglevTable, Settings, VIP_TABLE_ENTRIES, VipEntry,
+        Backend, Counter, DEFAULT_DIALOG_ENTRIES, DEFAULT_FRAGMENT_ENTRIES, Dialog, DialogKey,
+        FragmentKey, FragmentTarget, MAX_BACKENDS, MAX_TX_PORTS, MAX_VIPS, MaglevTable, Settings,
+        VIP_TABLE_ENTRIES, VipEntry,
     },
     outcome::OUTCOMES_PER_VIP,
 };
@@ -46,6 +47,10 @@ pub static COUNTERS: PerCpuArray<Counter, COUNTERS_MAX> = PerCpuArray::new();
 #[btf_map]
 pub static BACKEND_COUNTERS: PerCpuArray<Counter, BACKENDS_MAX> = PerCpuArray::new();
 
+/// Per-CPU room for the `FRAGMENTS` key of the current frame, off the program's stack.
+#[btf_map]
+pub static FRAGMENT_KEY: PerCpuArray<FragmentKey, 1> = PerCpuArray::new();
+
 /// Per-CPU scratch memory of the payload scanner: one word to hide values from the
 /// verifier, and a zero-padded copy of the payload's last 32 bytes.
 #[btf_map]
@@ -55,4 +60,10 @@ pub static SCRATCH: PerCpuArray<[u64; 10], 1> = PerCpuArray::new();
 /// daemon sizes it from the config; the least recently used call is forgotten when full.
 #[btf_map]
 pub static DIALOGS: LruHashMap<DialogKey, Dialog, { DEFAULT_DIALOG_ENTRIES as usize }> =
+    LruHashMap::new();
+
+/// Fragmented datagrams whose first fragment was placed: where their later fragments go.
+/// The daemon sizes it from the config.
+#[btf_map]
+pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentTarget, { DEFAULT_FRAGMENT_ENTRIES as usize }> =
     LruHashMap::new();

@@ -5,19 +5,22 @@ use aya_log_ebpf::debug;
 use sipxdp_common::{
     callid::{KernelLimits, Unplaceable, locate},
     maps::{
-        BACKEND_IN_SERVICE, Backend, Dialog, DialogKey, MAGLEV_EMPTY, PROTOCOL_UDP,
+        BACKEND_IN_SERVICE, Backend, Dialog, DialogKey, FragmentKey, FragmentTarget, MAGLEV_EMPTY,
+        PROTOCOL_UDP,
         VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_PROBES, VIP_TABLE_ENTRIES, VipConfig, VipKey,
         table_entry,
     },
     outcome::{Action, NO_VIP, Reason, counter_index},
+    payload::Payload as _,
 };
 
 use crate::{
     barrier::pin,
     maps::{
-        BACKEND_COUNTERS, BACKENDS, COUNTERS, DIALOGS, MAGLEV, SCRATCH, SETTINGS, TX_PORTS, VIPS,
+        BACKEND_COUNTERS, BACKENDS, COUNTERS, DIALOGS, FRAGMENT_KEY, FRAGMENTS, MAGLEV, SCRATCH,
+        SETTINGS, TX_PORTS, VIPS,
     },
-    packet::{Frame, Packet, Udp, parse},
+    packet::{Fragment, Frame, Packet, Udp, parse},
     payload::PacketPayload,
 };
 
@@ -73,6 +76,7 @@ pub fn steer(ctx: &XdpContext) -> u32 {
                 None => (NO_VIP, Verdict::pass(Reason::NotVip)),
             }
         }
+        Ok(Packet::LaterFragment(fragment)) => steer_later_fragment(ctx, &frame, &fragment),
         Ok(Packet::OtherIp) => (NO_VIP, Verdict::pass(Reason::NotVip)),
         Err(reason) => (NO_VIP, Verdict::pass(reason)),
     };
@@ -106,9 +110,6 @@ fn find_vip(key: &VipKey) -> Option<VipConfig> {
 /// Steers a datagram sent to a UDP VIP.
 #[inline(always)]
 fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Verdict {
-    if udp.fragmented {
-        return Verdict::pass(Reason::IpFragment);
-    }
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return Verdict::pass(Reason::Malformed);
     };
@@ -121,6 +122,7 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
     ) else {
         return Verdict::pass(Reason::Malformed);
     };
+    let first_fragment = payload.opaque(Fragment::encode(&udp.first_fragment) as usize) as u64;
     let (seed, dialog_idle_ns) = SETTINGS.get(0).map_or((0, 0), |settings| {
         (settings.hash_seed, settings.dialog_idle_ns)
     });
@@ -131,6 +133,10 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
         }
         Err(Unplaceable::NotSip) if vip.flags & VIP_DROP_NOT_SIP != 0 => {
             return Verdict::drop(Reason::NotSip);
+        }
+        // A first fragment holds only part of the datagram; the stack reassembles it.
+        Err(Unplaceable::Truncated) if first_fragment != 0 => {
+            return Verdict::pass(Reason::IpFragment);
         }
         Err(reason) => return Verdict::pass(reason.into()),
     };
@@ -147,11 +153,63 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
         ctx,
         "call-id hash {:x} backend slot {}", call_id.hash, backend_slot
     );
-    let xdp = match forward(ctx, frame, &backend) {
+    // The frame as the verifier saw it before the scan knows how many header bytes it
+    // checked, which differs by family and tags; a fresh view knows nothing, so that every
+    // path reaches the scan in the same state and the scan is verified once.
+    let frame = Frame::new(ctx);
+    let verdict = send(ctx, &frame, backend_slot, &backend, reason);
+    if let Some(fragment) = &Fragment::decode(first_fragment)
+        && verdict.action == Action::Forwarded
+        && let Some(key) = fragment_key(&frame, fragment)
+    {
+        let target = FragmentTarget {
+            vip_slot: vip.slot,
+            backend_slot,
+        };
+        // A failed insert only sends the later fragments to the stack.
+        let _ = FRAGMENTS.insert(key, &target, 0);
+    }
+    verdict
+}
+
+/// The `FRAGMENTS` key of `fragment`'s datagram, built in per-CPU map memory.
+#[inline(always)]
+fn fragment_key<'a>(frame: &Frame, fragment: &Fragment) -> Option<&'a FragmentKey> {
+    let key = FRAGMENT_KEY.get_ptr_mut(0)?;
+    // SAFETY: a per-CPU map value; nothing else runs on this CPU meanwhile, and it stays
+    // valid for the rest of the program run.
+    let key = unsafe { &mut *key };
+    fragment.write_key(frame, key)?;
+    Some(key)
+}
+
+/// A later fragment goes where the first fragment of its datagram went, if that backend
+/// is still in service; otherwise, or when the first fragment was not placed (or has
+/// not arrived yet), to the stack. Returns the VIP slot to count it under.
+#[inline(always)]
+fn steer_later_fragment(ctx: &XdpContext, frame: &Frame, fragment: &Fragment) -> (u32, Verdict) {
+    let Some(target) = fragment_key(frame, fragment).and_then(|key| FRAGMENTS.get_ptr(key)) else {
+        return (NO_VIP, Verdict::pass(Reason::IpFragment));
+    };
+    // SAFETY: a pointer to a map value the lookup returned, valid for this program run.
+    let target = unsafe { *target };
+    let backend = match BACKENDS.get(target.backend_slot) {
+        Some(backend) if backend.flags & BACKEND_IN_SERVICE != 0 => *backend,
+        _ => return (target.vip_slot, Verdict::pass(Reason::IpFragment)),
+    };
+    let verdict = send(ctx, frame, target.backend_slot, &backend, Reason::Fragment);
+    (target.vip_slot, verdict)
+}
+
+/// Forwards the frame to `backend` and counts it for the backend; `reason` is what the
+/// forward is counted as.
+#[inline(always)]
+fn send(ctx: &XdpContext, frame: &Frame, slot: u32, backend: &Backend, reason: Reason) -> Verdict {
+    let xdp = match forward(ctx, frame, backend) {
         Ok(xdp) => xdp,
         Err(reason) => return Verdict::pass(reason),
     };
-    if let Some(counter) = BACKEND_COUNTERS.get_ptr_mut(backend_slot) {
+    if let Some(counter) = BACKEND_COUNTERS.get_ptr_mut(slot) {
         // SAFETY: a per-CPU map value; nothing else runs on this CPU meanwhile.
         unsafe {
             (*counter).packets += 1;

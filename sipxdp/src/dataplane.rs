@@ -89,6 +89,8 @@ pub struct LoadOptions {
     /// Entries of the `DIALOGS` map (`None`: `DEFAULT_DIALOG_ENTRIES`). The kernel
     /// allocates them all at load time, 96 bytes each.
     pub dialog_entries: Option<u32>,
+    /// Entries of the `FRAGMENTS` map (`None`: `DEFAULT_FRAGMENT_ENTRIES`).
+    pub fragment_entries: Option<u32>,
 }
 
 /// The result of running the program once on a frame with `BPF_PROG_TEST_RUN`.
@@ -116,6 +118,9 @@ impl Dataplane {
         }
         if let Some(entries) = options.dialog_entries {
             loader.map_max_entries(names::DIALOGS, entries);
+        }
+        if let Some(entries) = options.fragment_entries {
+            loader.map_max_entries(names::FRAGMENTS, entries);
         }
         let mut ebpf = loader
             .load(PROGRAM_OBJECT)

@@ -5,7 +5,7 @@
 
 use std::{
     fs,
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::unix::fs::PermissionsExt as _,
     path::PathBuf,
     process::{Command, ExitStatus, Stdio},
@@ -47,7 +47,8 @@ pub fn sipxdp_binary() -> anyhow::Result<PathBuf> {
 /// The lab with the daemon running.
 pub struct DaemonLab {
     lab: Lab,
-    receivers: Vec<UdpReceiver>,
+    /// Each backend's SIP stack: one socket per family, IPv4 first.
+    receivers: Vec<[UdpReceiver; 2]>,
     directory: PathBuf,
     daemon: Option<ChildGuard>,
 }
@@ -60,14 +61,19 @@ impl DaemonLab {
             backends: weights.len(),
             ..LabConfig::default()
         })?;
-        let any = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), SIP_PORT);
-        // Bound to every address: calls arrive for the VIP, health checks for the
-        // backend's own address.
-        let receivers = lab
-            .backends()
-            .iter()
-            .map(|backend| UdpReceiver::bind_answering(backend.netns(), any, answer_options))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Bound to every address of each family: calls arrive for the VIP, health checks
+        // for the backend's own address. IPv6 sockets take only IPv6, so that the IPv4
+        // socket sees plain IPv4 peers.
+        let any_v4 = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), SIP_PORT);
+        let any_v6 = SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), SIP_PORT);
+        let mut receivers = Vec::new();
+        for backend in lab.backends() {
+            backend.netns().sysctl_write("net.ipv6.bindv6only", "1")?;
+            receivers.push([
+                UdpReceiver::bind_answering(backend.netns(), any_v4, answer_options)?,
+                UdpReceiver::bind_answering(backend.netns(), any_v6, answer_options)?,
+            ]);
+        }
         let directory = std::env::temp_dir().join(format!("sipxdp-lab-{}", std::process::id()));
         fs::create_dir_all(&directory)
             .with_context(|| format!("creating {}", directory.display()))?;
@@ -91,9 +97,14 @@ impl DaemonLab {
         self.directory.join("sipxdp.toml")
     }
 
-    /// The VIP's address and port.
+    /// The IPv4 VIP's address and port (VIP `lab`).
     pub fn vip(&self) -> SocketAddr {
         SocketAddr::new(IpAddr::V4(self.lab.vip().v4), SIP_PORT)
+    }
+
+    /// The IPv6 VIP's address and port (VIP `lab6`), over the same backends.
+    pub fn vip_v6(&self) -> SocketAddr {
+        SocketAddr::new(IpAddr::V6(self.lab.vip().v6), SIP_PORT)
     }
 
     /// Writes the configuration for `weights` (one backend each, in lab order).
@@ -111,12 +122,22 @@ impl DaemonLab {
             dir = self.directory.display(),
             vip = self.lab.vip().v4,
         );
-        for (backend, weight) in self.lab.backends().iter().zip(weights) {
-            text.push_str(&format!(
-                "\n[[vips.backends]]\naddress = \"{}\"\nweight = {weight}\n",
-                backend.iface().ipv4()
-            ));
-        }
+        let backends = |ip: &dyn Fn(&crate::HostIface) -> IpAddr| {
+            let mut section = String::new();
+            for (backend, weight) in self.lab.backends().iter().zip(weights) {
+                section.push_str(&format!(
+                    "\n[[vips.backends]]\naddress = \"{}\"\nweight = {weight}\n",
+                    ip(backend.iface())
+                ));
+            }
+            section
+        };
+        text.push_str(&backends(&|iface| IpAddr::V4(iface.ipv4())));
+        text.push_str(&format!(
+            "\n[[vips]]\nname = \"lab6\"\naddress = \"{}\"\nport = {SIP_PORT}\n",
+            self.lab.vip().v6
+        ));
+        text.push_str(&backends(&|iface| IpAddr::V6(iface.ipv6())));
         let path = self.config_path();
         fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
@@ -203,8 +224,8 @@ impl DaemonLab {
         drop(receiver);
     }
 
-    /// Sends the INVITE, ACK and BYE of every call from `client` with [`deliver_windowed`]
-    /// and returns what the backends received.
+    /// Sends the INVITE, ACK and BYE of every call from `client` to the IPv4 VIP with
+    /// [`deliver_windowed`] and returns what the backends received.
     ///
     /// # Errors
     ///
@@ -225,12 +246,33 @@ impl DaemonLab {
                 ]
             })
             .collect();
+        self.send(client, vip, &messages)
+    }
+
+    /// Sends `messages` from `client` to `vip` (either family) with [`deliver_windowed`]
+    /// and returns what the backends received.
+    ///
+    /// # Errors
+    ///
+    /// A window that did not arrive whole within 10 s, with what the daemon logged.
+    pub fn send(
+        &self,
+        client: SocketAddr,
+        vip: SocketAddr,
+        messages: &[Vec<u8>],
+    ) -> anyhow::Result<Vec<Received>> {
+        let family = usize::from(vip.is_ipv6());
+        let receivers: Vec<&UdpReceiver> = self
+            .receivers
+            .iter()
+            .map(|pair| &pair[family])
+            .collect();
         deliver_windowed(
             self.lab.client().netns(),
-            &self.receivers,
+            &receivers,
             client,
             vip,
-            &messages,
+            messages,
         )
         .with_context(|| format!("sipxdp logged:\n{}", self.daemon_log()))
     }
@@ -254,8 +296,6 @@ impl Drop for DaemonLab {
     }
 }
 
-/// The packets a report printed by `sipxdp` counts for `vip` under (action, reason), from
-/// its `VIP ACTION REASON PACKETS BYTES` table.
 /// Messages of `vip` the report counts as forwarded: placed by the table (`call_id`) or
 /// by their dialog (`dialog`).
 pub fn forwarded(report: &str, vip: &str) -> u64 {
@@ -264,6 +304,9 @@ pub fn forwarded(report: &str, vip: &str) -> u64 {
         .filter_map(|reason| counted(report, vip, "forwarded", reason))
         .sum()
 }
+
+/// The packets a report printed by `sipxdp` counts for `vip` under (action, reason), from
+/// its `VIP ACTION REASON PACKETS BYTES` table.
 
 pub fn counted(report: &str, vip: &str, action: &str, reason: &str) -> Option<u64> {
     report.lines().find_map(|line| {

@@ -27,7 +27,7 @@ pub const WINDOW: usize = 200;
 /// A send failure, or a window that did not arrive whole within 10 s.
 pub fn deliver_windowed(
     client_netns: &Netns,
-    receivers: &[UdpReceiver],
+    receivers: &[&UdpReceiver],
     client: SocketAddr,
     vip: SocketAddr,
     messages: &[Vec<u8>],
@@ -50,6 +50,7 @@ pub fn deliver_windowed(
                         backend: index + 1,
                         peer: datagram.peer,
                         call_id: call_id(&datagram.payload),
+                        payload: datagram.payload,
                     });
                 }
             }
@@ -63,12 +64,14 @@ pub fn deliver_windowed(
     Ok(got)
 }
 
-/// One datagram a backend received: (backend number from 1, client address, Call-ID).
+/// One datagram a backend received: the backend's number (from 1), the client address
+/// it saw, the message's Call-ID and the message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Received {
     pub backend: usize,
     pub peer: SocketAddr,
     pub call_id: String,
+    pub payload: Vec<u8>,
 }
 
 /// The Call-ID of a message the generator wrote.

@@ -1,6 +1,7 @@
-//! The program set up as the test-run tests and the benchmark use it: one VIP (the
-//! frames' [`VIP`], UDP) over three backends behind the loopback device, which is where
-//! `BPF_PROG_TEST_RUN` pretends frames arrive, so a steered frame comes back as `XDP_TX`.
+//! The program set up as the test-run tests and the benchmark use it: one VIP per family
+//! (the frames' [`VIP`] and [`VIP_V6`], UDP) over three backends behind the loopback
+//! device, which is where `BPF_PROG_TEST_RUN` pretends frames arrive, so a steered frame
+//! comes back as `XDP_TX`.
 
 use anyhow::{Context as _, Result};
 use sipxdp::dataplane::{Dataplane, LoadOptions};
@@ -9,7 +10,7 @@ use sipxdp_common::{
     maps::{BACKEND_IN_SERVICE, Backend, PROTOCOL_UDP, Settings, VipConfig, VipKey, ipv4_mapped},
 };
 
-use crate::frames::{BALANCER_MAC, VIP};
+use crate::frames::{BALANCER_MAC, VIP, VIP_V6};
 
 /// The ifindex `BPF_PROG_TEST_RUN` gives the frames it runs XDP programs on.
 pub const LOOPBACK: u32 = 1;
@@ -19,6 +20,8 @@ pub const BACKENDS: u32 = 3;
 pub const MAGLEV_SIZE: u32 = 65_537;
 /// The fixture VIP's slot.
 pub const VIP_SLOT: u32 = 0;
+/// The slot of the fixture's IPv6 VIP, which has the same backends and table.
+pub const VIP_V6_SLOT: u32 = 1;
 
 /// The key of the fixture's VIP on `port`.
 pub fn vip_key(port: u16) -> VipKey {
@@ -27,6 +30,14 @@ pub fn vip_key(port: u16) -> VipKey {
         port,
         protocol: PROTOCOL_UDP,
         padding: 0,
+    }
+}
+
+/// The key of the fixture's IPv6 VIP on `port`.
+pub fn vip_v6_key(port: u16) -> VipKey {
+    VipKey {
+        address: VIP_V6.octets(),
+        ..vip_key(port)
     }
 }
 
@@ -85,8 +96,8 @@ pub fn stateless(hash_seed: u64) -> Settings {
 }
 
 /// Fills `dataplane`: `settings`, `backends` backends of equal weight in slots
-/// `0..backends` behind [`LOOPBACK`], and the VIP on port 5060 with `vip_flags`. Returns
-/// the published table.
+/// `0..backends` behind [`LOOPBACK`], and the IPv4 and IPv6 VIPs on port 5060 with
+/// `vip_flags`, over the same table. Returns the published table.
 pub fn configure(
     dataplane: &mut Dataplane,
     settings: &Settings,
@@ -112,16 +123,18 @@ pub fn configure(
     }
     let members: Vec<(u32, u32)> = (0..backends).map(|slot| (slot, 1)).collect();
     let table = maglev_table(&members, MAGLEV_SIZE)?;
-    let config = VipConfig {
-        slot: VIP_SLOT,
-        flags: vip_flags,
-        ..VipConfig::default()
-    };
-    dataplane
-        .set_vip(&vip_key(5060), &config)
-        .context("configuring the VIP")?;
-    dataplane
-        .publish_table(&vip_key(5060), &table)
-        .context("publishing the Maglev table")?;
+    for (key, slot) in [(vip_key(5060), VIP_SLOT), (vip_v6_key(5060), VIP_V6_SLOT)] {
+        let config = VipConfig {
+            slot,
+            flags: vip_flags,
+            ..VipConfig::default()
+        };
+        dataplane
+            .set_vip(&key, &config)
+            .context("configuring a VIP")?;
+        dataplane
+            .publish_table(&key, &table)
+            .context("publishing the Maglev table")?;
+    }
     Ok(table)
 }

@@ -125,7 +125,8 @@ fn deliver(
     vip: SocketAddr,
     messages: &[Vec<u8>],
 ) -> Vec<Received> {
-    deliver_windowed(lab.client().netns(), receivers, client, vip, messages)
+    let receivers: Vec<&UdpReceiver> = receivers.iter().collect();
+    deliver_windowed(lab.client().netns(), &receivers, client, vip, messages)
         .unwrap_or_else(|error| panic!("{error:#}; the balancer counted {}", balancer.outcomes()))
 }
 
@@ -176,6 +177,7 @@ fn dialogs_stick_to_one_backend_and_spread_by_weight() {
         backend,
         peer,
         call_id,
+        ..
     } in &received
     {
         assert_eq!(peer.ip(), client_ip, "backends see the client's address");

@@ -5,29 +5,29 @@
 //! configuration, what this version supports, and a path to every backend. Once running,
 //! a bad reload is logged and the running configuration stays in force.
 
+mod checks;
 mod paths;
 pub mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket as StdUdpSocket},
     path::{Path as FsPath, PathBuf},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use anyhow::{Context as _, anyhow, bail};
 use sipxdp_common::maps::Settings as KernelSettings;
 use tokio::{
     io::unix::AsyncFd,
-    net::UdpSocket,
     signal::unix::{SignalKind, signal},
-    sync::{mpsc, oneshot},
+    sync::mpsc,
 };
 
+use self::checks::HealthChecks;
 use crate::{
     config::{self, Config, LogLevel, SystemEnvironment, XdpMode as ConfigXdpMode},
     dataplane::{Dataplane, LoadOptions, XdpMode},
-    health::{self, Event, Prober, Target},
+    health::{Event, Target},
     neighbor::{AsyncWatcher, DEFAULT_RESOLVE_TIMEOUT, Resolver, Watcher},
     plan::{BackendId, BackendRuntime, Health, Path, Plan, Slots, plan},
     report::Report,
@@ -209,66 +209,6 @@ fn joined(errors: Vec<PathError>) -> anyhow::Error {
     anyhow!("{}", lines.join("\n"))
 }
 
-/// The address the backends see health checks coming from: the source the kernel picks
-/// towards the first backend.
-fn health_check_source(config: &Config) -> anyhow::Result<IpAddr> {
-    let first = config
-        .vips
-        .iter()
-        .flat_map(|vip| &vip.backends)
-        .next()
-        .map(|backend| backend.socket_address())
-        .context("no backend to check")?;
-    let probe = StdUdpSocket::bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0))
-        .context("binding a UDP socket")?;
-    probe
-        .connect(first)
-        .with_context(|| format!("finding the source address towards {first}"))?;
-    Ok(probe
-        .local_addr()
-        .context("reading the source address")?
-        .ip())
-}
-
-/// Starts the SIP OPTIONS checker; its events arrive on the returned receiver and targets
-/// are replaced through the returned sender.
-async fn start_health_checks(
-    config: &Config,
-    targets: Vec<Target>,
-) -> anyhow::Result<(mpsc::Receiver<Event>, mpsc::Sender<health::Command>)> {
-    let source = health_check_source(config)?;
-    let socket = UdpSocket::bind(SocketAddr::new(source, 0))
-        .await
-        .context("binding the health-check socket")?;
-    let local = socket
-        .local_addr()
-        .context("reading the health-check socket")?;
-    let checks = &config.health_check;
-    let settings = health::Settings {
-        interval: checks.interval,
-        timeout: checks.timeout,
-        down_after: checks.down_after,
-        up_after: checks.up_after,
-        alive_codes: checks.reply_codes.clone(),
-    };
-    let seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos() as u64);
-    let mut prober = Prober::new(settings, local, seed)?;
-    prober
-        .set_targets(std::time::Instant::now(), targets)
-        .map_err(|duplicate| anyhow!("duplicate health-check target {}", duplicate.0))?;
-    let (event_sender, events) = mpsc::channel(64);
-    let (commands, command_receiver) = mpsc::channel(4);
-    tokio::spawn(async move {
-        if let Err(error) = health::run(prober, socket, event_sender, command_receiver).await {
-            log::error!("health checks stopped: {error}");
-        }
-    });
-    log::info!("health checks from {local}");
-    Ok((events, commands))
-}
-
 /// Waits for the next event of an optional source; never returns without one.
 async fn next_of<T>(source: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
     match source {
@@ -291,6 +231,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         log_level: kernel_log_level(config.daemon.kernel_log_level),
         verifier_statistics: true,
         dialog_entries: Some(config.sticky.entries),
+        fragment_entries: Some(config.fragments.entries),
     })?;
     let logger = match config.daemon.kernel_log_level {
         LogLevel::Off => None,
@@ -329,9 +270,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     if let Some(instructions) = daemon.dataplane.verified_instructions()? {
         log::info!("the verifier accepted the program after {instructions} instructions");
     }
-    let (mut health_events, health_commands) = if daemon.config.health_check.enabled {
-        let (events, commands) = start_health_checks(&daemon.config, daemon.targets()).await?;
-        (Some(events), Some(commands))
+    let (mut health_checks, mut health_events) = if daemon.config.health_check.enabled {
+        let (checks, events) =
+            HealthChecks::start(&daemon.config.health_check, daemon.targets()).await?;
+        (Some(checks), Some(events))
     } else {
         (None, None)
     };
@@ -351,12 +293,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             _ = hangup.recv() => match daemon.reload() {
                 Ok(()) => {
                     log::info!("reloaded {}", options.config.display());
-                    if let Some(commands) = &health_commands {
-                        let (reply, _) = oneshot::channel();
-                        commands
-                            .send(health::Command::SetTargets { targets: daemon.targets(), reply })
-                            .await
-                            .context("updating the health-check targets")?;
+                    if let Some(checks) = &mut health_checks {
+                        checks.set_targets(daemon.targets()).await?;
                     }
                 }
                 Err(error) => log::error!("reload refused, keeping the running configuration: {error:#}"),

@@ -1,0 +1,131 @@
+//! The daemon's SIP OPTIONS checkers: one per address family in use, because a checker
+//! sends from one UDP socket and writes that socket's address into its requests.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket},
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{Context as _, anyhow};
+use tokio::{
+    net::UdpSocket,
+    sync::{mpsc, oneshot},
+};
+
+use crate::{
+    config::HealthCheckConfig,
+    health::{self, Event, Prober, Target},
+};
+
+/// The running checkers and the events of all of them.
+pub struct HealthChecks {
+    settings: health::Settings,
+    /// One command channel per family with a checker: IPv6 or not.
+    checkers: Vec<(bool, mpsc::Sender<health::Command>)>,
+    events: mpsc::Sender<Event>,
+}
+
+impl HealthChecks {
+    /// Starts a checker for each family of `targets`; events arrive on the returned
+    /// receiver.
+    pub async fn start(
+        config: &HealthCheckConfig,
+        targets: Vec<Target>,
+    ) -> anyhow::Result<(Self, mpsc::Receiver<Event>)> {
+        let (events, receiver) = mpsc::channel(64);
+        let mut checks = Self {
+            settings: health::Settings {
+                interval: config.interval,
+                timeout: config.timeout,
+                down_after: config.down_after,
+                up_after: config.up_after,
+                alive_codes: config.reply_codes.clone(),
+            },
+            checkers: Vec::new(),
+            events,
+        };
+        checks.set_targets(targets).await?;
+        Ok((checks, receiver))
+    }
+
+    /// Replaces the targets, starting a checker for a family seen for the first time.
+    pub async fn set_targets(&mut self, targets: Vec<Target>) -> anyhow::Result<()> {
+        for ipv6 in [false, true] {
+            let family: Vec<Target> = targets
+                .iter()
+                .filter(|target| target.address.is_ipv6() == ipv6)
+                .cloned()
+                .collect();
+            match self.checkers.iter().find(|(v6, _)| *v6 == ipv6) {
+                Some((_, commands)) => {
+                    let (reply, answer) = oneshot::channel();
+                    commands
+                        .send(health::Command::SetTargets {
+                            targets: family,
+                            reply,
+                        })
+                        .await
+                        .context("updating the health-check targets")?;
+                    answer
+                        .await
+                        .context("the health checker stopped")?
+                        .map_err(|duplicate| {
+                            anyhow!("duplicate health-check target {}", duplicate.0)
+                        })?;
+                }
+                None if !family.is_empty() => {
+                    let commands = self.spawn(family).await?;
+                    self.checkers.push((ipv6, commands));
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a checker for `targets`, all of one family.
+    async fn spawn(&self, targets: Vec<Target>) -> anyhow::Result<mpsc::Sender<health::Command>> {
+        let first = targets.first().context("no backend to check")?.address;
+        let source = source_towards(first)?;
+        let socket = UdpSocket::bind(SocketAddr::new(source, 0))
+            .await
+            .context("binding the health-check socket")?;
+        let local = socket
+            .local_addr()
+            .context("reading the health-check socket")?;
+        let seed = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as u64);
+        let mut prober = Prober::new(self.settings.clone(), local, seed)?;
+        prober
+            .set_targets(std::time::Instant::now(), targets)
+            .map_err(|duplicate| anyhow!("duplicate health-check target {}", duplicate.0))?;
+        let (commands, command_receiver) = mpsc::channel(4);
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            if let Err(error) = health::run(prober, socket, events, command_receiver).await {
+                log::error!("health checks stopped: {error}");
+            }
+        });
+        log::info!("health checks from {local}");
+        Ok(commands)
+    }
+}
+
+/// The source address the kernel picks towards `destination`: what backends see health
+/// checks come from.
+fn source_towards(destination: SocketAddr) -> anyhow::Result<IpAddr> {
+    let unspecified: IpAddr = match destination {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let probe =
+        StdUdpSocket::bind(SocketAddr::new(unspecified, 0)).context("binding a UDP socket")?;
+    probe
+        .connect(destination)
+        .with_context(|| format!("finding the source address towards {destination}"))?;
+    Ok(probe
+        .local_addr()
+        .context("reading the source address")?
+        .ip())
+}
