@@ -40,6 +40,7 @@ pub mod names {
     pub const BACKEND_COUNTERS: &str = "BACKEND_COUNTERS";
     pub const DIALOGS: &str = "DIALOGS";
     pub const FRAGMENTS: &str = "FRAGMENTS";
+    pub const NAT_RETURNS: &str = "NAT_RETURNS";
 }
 
 /// The `protocol` of a [`VipKey`]: IANA protocol numbers.
@@ -118,6 +119,9 @@ pub const VIP_REMOVED_PROTOCOL: u8 = 255;
 pub const VIP_DROP_KEEP_ALIVE: u32 = 1 << 0;
 /// `VipConfig::flags`: drop datagrams that are not SIP instead of passing them.
 pub const VIP_DROP_NOT_SIP: u32 = 1 << 1;
+/// `VipConfig::flags`: NAT mode: rewrite the destination to the backend and route it,
+/// instead of direct server return.
+pub const VIP_NAT: u32 = 1 << 2;
 
 /// What the program needs to know about a VIP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -182,6 +186,10 @@ pub struct Settings {
     /// A dialog not seen for this long follows the Maglev table again; 0 turns dialog
     /// stickiness off.
     pub dialog_idle_ns: u64,
+    /// Non-zero when some VIP is in NAT mode: only then does the program look up the
+    /// source of datagrams that are not for a VIP in `NAT_RETURNS`.
+    pub nat_returns: u32,
+    pub padding: u32,
 }
 
 /// Entries of the `FRAGMENTS` map unless the loader sets another size: one per datagram
@@ -210,7 +218,24 @@ pub struct FragmentKey {
 pub struct FragmentTarget {
     pub vip_slot: u32,
     pub backend_slot: u32,
+    /// The VIP's flags (`VIP_NAT` decides how later fragments are sent).
+    pub vip_flags: u32,
 }
+
+/// Value of the `NAT_RETURNS` map, keyed by a NAT backend's (address, port, protocol) as
+/// a [`VipKey`]: the VIP whose address and port replace the backend's as the source of
+/// what the backend sends, so that clients only ever see the VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(C)]
+pub struct NatReturn {
+    pub vip_address: Address,
+    pub vip_port: u16,
+    pub padding: u16,
+    pub vip_slot: u32,
+}
+
+/// Entries of the `NAT_RETURNS` map: one per backend slot at most.
+pub const MAX_NAT_RETURNS: u32 = MAX_BACKENDS;
 
 /// Entries of the `DIALOGS` map unless the loader sets another size: one per call in
 /// progress.
@@ -259,6 +284,7 @@ mod pod {
     unsafe impl aya::Pod for super::Dialog {}
     unsafe impl aya::Pod for super::FragmentKey {}
     unsafe impl aya::Pod for super::FragmentTarget {}
+    unsafe impl aya::Pod for super::NatReturn {}
 }
 
 #[cfg(test)]
@@ -272,11 +298,12 @@ mod tests {
         assert_eq!(size_of::<VipConfig>(), 16);
         assert_eq!(size_of::<VipEntry>(), 36);
         assert_eq!(size_of::<Backend>(), 6 + 6 + 4 + 4 + 16 + 2 + 2);
-        assert_eq!(size_of::<Settings>(), 16);
+        assert_eq!(size_of::<Settings>(), 24);
+        assert_eq!(size_of::<NatReturn>(), 24);
         assert_eq!(size_of::<DialogKey>(), 16);
         assert_eq!(size_of::<Dialog>(), 16);
         assert_eq!(size_of::<FragmentKey>(), 40);
-        assert_eq!(size_of::<FragmentTarget>(), 8);
+        assert_eq!(size_of::<FragmentTarget>(), 12);
         assert_eq!(size_of::<Counter>(), 16);
     }
 

@@ -99,6 +99,13 @@ reasons! {
     Fragment = 18 => "fragment",
     /// An IPv6 packet with an extension header other than a fragment header.
     Ipv6Extension = 19 => "ipv6_extension",
+    /// From a NAT backend to a client: the source rewritten to the VIP and routed.
+    NatReturn = 20 => "nat_return",
+    /// NAT mode: the kernel has no neighbour entry for the next hop yet. The packet is
+    /// passed rewritten, so the stack resolves the neighbour and forwards it.
+    NoNeighbour = 21 => "no_neighbour",
+    /// NAT mode: the TTL or hop limit ran out; the stack answers with ICMP.
+    TtlExceeded = 22 => "ttl_exceeded",
 }
 
 impl From<Unplaceable> for Reason {

@@ -8,6 +8,7 @@
 
 mod barrier;
 mod maps;
+mod nat;
 mod packet;
 mod payload;
 mod steer;

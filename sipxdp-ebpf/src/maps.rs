@@ -1,14 +1,15 @@
 //! The program's maps (BTF-defined). Layouts and names are in `sipxdp_common::maps`.
 
+use crate::nat::FibLookup;
 use aya_ebpf::{
-    btf_maps::{Array, DevMapHash, LruHashMap, PerCpuArray},
+    btf_maps::{Array, DevMapHash, HashMap, LruHashMap, PerCpuArray},
     macros::btf_map,
 };
 use sipxdp_common::{
     maps::{
         Backend, Counter, DEFAULT_DIALOG_ENTRIES, DEFAULT_FRAGMENT_ENTRIES, Dialog, DialogKey,
-        FragmentKey, FragmentTarget, MAX_BACKENDS, MAX_TX_PORTS, MAX_VIPS, MaglevTable, Settings,
-        VIP_TABLE_ENTRIES, VipEntry,
+        FragmentKey, FragmentTarget, MAX_BACKENDS, MAX_NAT_RETURNS, MAX_TX_PORTS, MAX_VIPS,
+        MaglevTable, NatReturn, Settings, VIP_TABLE_ENTRIES, VipEntry, VipKey,
     },
     outcome::OUTCOMES_PER_VIP,
 };
@@ -65,5 +66,17 @@ pub static DIALOGS: LruHashMap<DialogKey, Dialog, { DEFAULT_DIALOG_ENTRIES as us
 /// Fragmented datagrams whose first fragment was placed: where their later fragments go.
 /// The daemon sizes it from the config.
 #[btf_map]
-pub static FRAGMENTS: LruHashMap<FragmentKey, FragmentTarget, { DEFAULT_FRAGMENT_ENTRIES as usize }> =
-    LruHashMap::new();
+pub static FRAGMENTS: LruHashMap<
+    FragmentKey,
+    FragmentTarget,
+    { DEFAULT_FRAGMENT_ENTRIES as usize },
+> = LruHashMap::new();
+
+/// NAT backends' (address, port, protocol) → the VIP they answer for: the source that
+/// replaces theirs on the way back to the client.
+#[btf_map]
+pub static NAT_RETURNS: HashMap<VipKey, NatReturn, { MAX_NAT_RETURNS as usize }> = HashMap::new();
+
+/// Per-CPU room for the `bpf_fib_lookup` argument, off the program's stack.
+#[btf_map]
+pub static FIB_LOOKUP: PerCpuArray<FibLookup, 1> = PerCpuArray::new();

@@ -74,7 +74,7 @@ impl Frame {
     }
 
     #[inline(always)]
-    fn read_u16(&self, offset: usize) -> Option<u16> {
+    pub fn read_u16(&self, offset: usize) -> Option<u16> {
         self.read::<u16>(offset).map(u16::from_be)
     }
 
@@ -94,6 +94,9 @@ impl Frame {
 pub struct Udp {
     pub destination: Address,
     pub destination_port: u16,
+    pub source_port: u16,
+    /// Where the headers are, for rewriting them in NAT mode.
+    pub layout: Layout,
     /// Frame offset of the first payload byte.
     pub payload: usize,
     /// Payload bytes present in this frame.
@@ -101,6 +104,16 @@ pub struct Udp {
     /// Set when this is the first fragment of a fragmented datagram: where the key of
     /// its later fragments can be read.
     pub first_fragment: Option<Fragment>,
+}
+
+/// Where a datagram's IP and UDP headers start in the frame: both lie within the first
+/// 128 bytes (at most 22 bytes of Ethernet, 60 of IPv4 or 48 of IPv6 headers).
+#[derive(Clone, Copy)]
+pub struct Layout {
+    pub l3: usize,
+    /// Frame offset of the UDP header; meaningless in a later fragment, which has none.
+    pub l4: usize,
+    pub ipv6: bool,
 }
 
 /// Where a fragment's datagram key lies in the frame. The key itself (40 bytes) is built
@@ -115,38 +128,6 @@ pub struct Fragment {
 }
 
 impl Fragment {
-    const PRESENT: u64 = 1 << 63;
-    const IPV6: u64 = 1 << 62;
-
-    /// `fragment` as one number, so that it can be hidden from the verifier across the
-    /// Call-ID scan (see `Payload::opaque`): as separate fields, every combination of
-    /// family, VLAN tags and fragment position reaches the scan with different known
-    /// values, and the verifier checks the scan once per combination.
-    #[inline(always)]
-    pub fn encode(fragment: &Option<Fragment>) -> u64 {
-        match fragment {
-            Some(fragment) => {
-                Self::PRESENT
-                    | if fragment.ipv6 { Self::IPV6 } else { 0 }
-                    | ((fragment.l3 as u64 & 0xff) << 32)
-                    | fragment.identification as u64
-            }
-            None => 0,
-        }
-    }
-
-    /// The fragment `encode` made `token` from.
-    #[inline(always)]
-    pub fn decode(token: u64) -> Option<Fragment> {
-        (token & Self::PRESENT != 0).then(|| Fragment {
-            // The IP header starts within 22 bytes (two VLAN tags); a small bound lets the
-            // verifier accept reads at offsets from it.
-            l3: ((token >> 32) & 0xff) as usize,
-            ipv6: token & Self::IPV6 != 0,
-            identification: token as u32,
-        })
-    }
-
     /// Fills `key` with the datagram's addresses and identification; `None` if the frame
     /// is too short (never, after `parse`).
     #[inline(always)]
@@ -212,7 +193,13 @@ fn parse_ipv4(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
     let l4 = l3 + header_len;
     let l4_present = total_len - header_len;
     if fragment & (IPV4_MORE_FRAGMENTS | IPV4_OFFSET_MASK) == 0 {
-        return parse_udp(frame, l4, l4_present, ipv4_mapped(destination), None);
+        return parse_udp(
+            frame,
+            layout(l3, l4, false),
+            l4_present,
+            ipv4_mapped(destination),
+            None,
+        );
     }
     let key = Fragment {
         l3,
@@ -222,7 +209,13 @@ fn parse_ipv4(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
     if fragment & IPV4_OFFSET_MASK != 0 {
         return Ok(Packet::LaterFragment(key));
     }
-    parse_udp(frame, l4, l4_present, ipv4_mapped(destination), Some(key))
+    parse_udp(
+        frame,
+        layout(l3, l4, false),
+        l4_present,
+        ipv4_mapped(destination),
+        Some(key),
+    )
 }
 
 /// IPv6 (RFC 8200): the fixed header, then UDP directly or after a fragment header. Other
@@ -242,7 +235,7 @@ fn parse_ipv6(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
     let destination: Address = frame.read(l3 + 24).ok_or(Reason::Malformed)?;
     let l4 = l3 + IPV6_HEADER;
     match next_header {
-        PROTOCOL_UDP => parse_udp(frame, l4, payload_len, destination, None),
+        PROTOCOL_UDP => parse_udp(frame, layout(l3, l4, true), payload_len, destination, None),
         IPV6_FRAGMENT => {
             if payload_len < IPV6_FRAGMENT_HEADER {
                 return Err(Reason::Malformed);
@@ -268,23 +261,33 @@ fn parse_ipv6(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
             let more_fragments = offset_and_flags & IPV6_MORE_FRAGMENTS != 0;
             parse_udp(
                 frame,
-                l4 + IPV6_FRAGMENT_HEADER,
+                layout(l3, l4 + IPV6_FRAGMENT_HEADER, true),
                 payload_len - IPV6_FRAGMENT_HEADER,
                 destination,
                 more_fragments.then_some(key),
             )
         }
-        IPV6_HOP_BY_HOP | IPV6_ROUTING | IPV6_DESTINATION_OPTIONS | IPV6_AUTHENTICATION
-        | IPV6_MOBILITY | IPV6_HOST_IDENTITY | IPV6_SHIM6 => Err(Reason::Ipv6Extension),
+        IPV6_HOP_BY_HOP
+        | IPV6_ROUTING
+        | IPV6_DESTINATION_OPTIONS
+        | IPV6_AUTHENTICATION
+        | IPV6_MOBILITY
+        | IPV6_HOST_IDENTITY
+        | IPV6_SHIM6 => Err(Reason::Ipv6Extension),
         _ => Ok(Packet::OtherIp),
     }
 }
 
-/// The UDP header at `l4`, with `l4_present` bytes of the IP payload in the frame.
+#[inline(always)]
+fn layout(l3: usize, l4: usize, ipv6: bool) -> Layout {
+    Layout { l3, l4, ipv6 }
+}
+
+/// The UDP header at `layout.l4`, with `l4_present` bytes of the IP payload in the frame.
 #[inline(always)]
 fn parse_udp(
     frame: &Frame,
-    l4: usize,
+    layout: Layout,
     l4_present: usize,
     destination: Address,
     first_fragment: Option<Fragment>,
@@ -292,6 +295,8 @@ fn parse_udp(
     if l4_present < UDP_HEADER {
         return Err(Reason::Malformed);
     }
+    let l4 = layout.l4;
+    let source_port = frame.read_u16(l4).ok_or(Reason::Malformed)?;
     let destination_port = frame.read_u16(l4 + 2).ok_or(Reason::Malformed)?;
     let udp_len = frame.read_u16(l4 + 4).ok_or(Reason::Malformed)? as usize;
     let fragmented = first_fragment.is_some();
@@ -303,6 +308,8 @@ fn parse_udp(
     Ok(Packet::Udp(Udp {
         destination,
         destination_port,
+        source_port,
+        layout,
         payload: l4 + UDP_HEADER,
         payload_len,
         first_fragment,

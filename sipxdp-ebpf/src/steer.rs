@@ -6,9 +6,8 @@ use sipxdp_common::{
     callid::{KernelLimits, Unplaceable, locate},
     maps::{
         BACKEND_IN_SERVICE, Backend, Dialog, DialogKey, FragmentKey, FragmentTarget, MAGLEV_EMPTY,
-        PROTOCOL_UDP,
-        VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_PROBES, VIP_TABLE_ENTRIES, VipConfig, VipKey,
-        table_entry,
+        PROTOCOL_UDP, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_NAT, VIP_PROBES,
+        VIP_TABLE_ENTRIES, VipConfig, VipKey, table_entry,
     },
     outcome::{Action, NO_VIP, Reason, counter_index},
     payload::Payload as _,
@@ -17,10 +16,11 @@ use sipxdp_common::{
 use crate::{
     barrier::pin,
     maps::{
-        BACKEND_COUNTERS, BACKENDS, COUNTERS, DIALOGS, FRAGMENT_KEY, FRAGMENTS, MAGLEV, SCRATCH,
-        SETTINGS, TX_PORTS, VIPS,
+        BACKEND_COUNTERS, BACKENDS, COUNTERS, DIALOGS, FRAGMENT_KEY, FRAGMENTS, MAGLEV,
+        NAT_RETURNS, SCRATCH, SETTINGS, TX_PORTS, VIPS,
     },
-    packet::{Fragment, Frame, Packet, Udp, parse},
+    nat::{self, End, Headers},
+    packet::{Fragment, Frame, Layout, Packet, Udp, parse},
     payload::PacketPayload,
 };
 
@@ -73,7 +73,8 @@ pub fn steer(ctx: &XdpContext) -> u32 {
             };
             match find_vip(&key) {
                 Some(vip) => (vip.slot, steer_udp(ctx, &frame, &udp, &vip)),
-                None => (NO_VIP, Verdict::pass(Reason::NotVip)),
+                None => steer_nat_return(ctx, &frame, &udp)
+                    .unwrap_or((NO_VIP, Verdict::pass(Reason::NotVip))),
             }
         }
         Ok(Packet::LaterFragment(fragment)) => steer_later_fragment(ctx, &frame, &fragment),
@@ -122,7 +123,7 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
     ) else {
         return Verdict::pass(Reason::Malformed);
     };
-    let first_fragment = payload.opaque(Fragment::encode(&udp.first_fragment) as usize) as u64;
+    let carried = Carried::decode(payload.opaque(Carried::encode(udp) as usize) as u64);
     let (seed, dialog_idle_ns) = SETTINGS.get(0).map_or((0, 0), |settings| {
         (settings.hash_seed, settings.dialog_idle_ns)
     });
@@ -135,7 +136,7 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
             return Verdict::drop(Reason::NotSip);
         }
         // A first fragment holds only part of the datagram; the stack reassembles it.
-        Err(Unplaceable::Truncated) if first_fragment != 0 => {
+        Err(Unplaceable::Truncated) if carried.fragment.is_some() => {
             return Verdict::pass(Reason::IpFragment);
         }
         Err(reason) => return Verdict::pass(reason.into()),
@@ -157,14 +158,26 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
     // checked, which differs by family and tags; a fresh view knows nothing, so that every
     // path reaches the scan in the same state and the scan is verified once.
     let frame = Frame::new(ctx);
-    let verdict = send(ctx, &frame, backend_slot, &backend, reason);
-    if let Some(fragment) = &Fragment::decode(first_fragment)
+    let nat = (vip.flags & VIP_NAT != 0).then_some(Headers {
+        layout: carried.layout,
+        udp: true,
+    });
+    let verdict = send(ctx, &frame, backend_slot, &backend, reason, nat.as_ref());
+    if let Some(identification) = carried.fragment
         && verdict.action == Action::Forwarded
-        && let Some(key) = fragment_key(&frame, fragment)
+        && let Some(key) = fragment_key(
+            &frame,
+            &Fragment {
+                l3: carried.layout.l3,
+                ipv6: carried.layout.ipv6,
+                identification,
+            },
+        )
     {
         let target = FragmentTarget {
             vip_slot: vip.slot,
             backend_slot,
+            vip_flags: vip.flags,
         };
         // A failed insert only sends the later fragments to the stack.
         let _ = FRAGMENTS.insert(key, &target, 0);
@@ -197,15 +210,119 @@ fn steer_later_fragment(ctx: &XdpContext, frame: &Frame, fragment: &Fragment) ->
         Some(backend) if backend.flags & BACKEND_IN_SERVICE != 0 => *backend,
         _ => return (target.vip_slot, Verdict::pass(Reason::IpFragment)),
     };
-    let verdict = send(ctx, frame, target.backend_slot, &backend, Reason::Fragment);
+    let nat = (target.vip_flags & VIP_NAT != 0).then_some(Headers {
+        layout: Layout {
+            l3: fragment.l3,
+            l4: 0,
+            ipv6: fragment.ipv6,
+        },
+        udp: false,
+    });
+    let verdict = send(
+        ctx,
+        frame,
+        target.backend_slot,
+        &backend,
+        Reason::Fragment,
+        nat.as_ref(),
+    );
     (target.vip_slot, verdict)
 }
 
-/// Forwards the frame to `backend` and counts it for the backend; `reason` is what the
-/// forward is counted as.
+/// A datagram from a NAT backend's SIP address: its source becomes the VIP's, so that the
+/// client sees the VIP answer. `None` when no VIP is in NAT mode or the source is not a
+/// NAT backend. Fragments after the first keep the backend's source (see the README).
 #[inline(always)]
-fn send(ctx: &XdpContext, frame: &Frame, slot: u32, backend: &Backend, reason: Reason) -> Verdict {
-    let xdp = match forward(ctx, frame, backend) {
+fn steer_nat_return(ctx: &XdpContext, frame: &Frame, udp: &Udp) -> Option<(u32, Verdict)> {
+    if SETTINGS.get(0)?.nat_returns == 0 {
+        return None;
+    }
+    let key = nat::source_key(frame, udp.layout, udp.source_port)?;
+    // SAFETY: the value is copied out at once.
+    let nat_return = unsafe { *NAT_RETURNS.get(&key)? };
+    let headers = Headers {
+        layout: udp.layout,
+        udp: true,
+    };
+    let verdict = match nat::rewrite_and_route(
+        ctx,
+        frame,
+        &headers,
+        End::Source,
+        &nat_return.vip_address,
+        nat_return.vip_port,
+    ) {
+        Ok(xdp) => Verdict::forward(Reason::NatReturn, xdp),
+        Err(reason) => Verdict::pass(reason),
+    };
+    Some((nat_return.vip_slot, verdict))
+}
+
+/// What `steer_udp` needs from the parse after the Call-ID scan, carried across it as one
+/// number hidden from the verifier (see `Payload::opaque`): as separate fields, every
+/// combination of family, VLAN tags, IPv4 options and fragment position reaches the scan
+/// with different known values, and the verifier would check the scan once for each.
+struct Carried {
+    layout: Layout,
+    /// The IP identification of a first fragment.
+    fragment: Option<u32>,
+}
+
+impl Carried {
+    const FRAGMENT: u64 = 1 << 63;
+    const IPV6: u64 = 1 << 62;
+
+    #[inline(always)]
+    fn encode(udp: &Udp) -> u64 {
+        let layout = udp.layout;
+        let fragment = match &udp.first_fragment {
+            Some(fragment) => Self::FRAGMENT | fragment.identification as u64,
+            None => 0,
+        };
+        fragment
+            | if layout.ipv6 { Self::IPV6 } else { 0 }
+            | ((layout.l3 as u64 & 0xff) << 32)
+            | ((layout.l4 as u64 & 0xff) << 40)
+    }
+
+    /// The headers lie within the first 128 bytes, so 8 bits each are enough, and the
+    /// small bound lets the verifier accept reads at offsets from them.
+    #[inline(always)]
+    fn decode(token: u64) -> Self {
+        Self {
+            layout: Layout {
+                l3: ((token >> 32) & 0xff) as usize,
+                l4: ((token >> 40) & 0xff) as usize,
+                ipv6: token & Self::IPV6 != 0,
+            },
+            fragment: (token & Self::FRAGMENT != 0).then_some(token as u32),
+        }
+    }
+}
+
+/// Forwards the frame to `backend`, by NAT through `nat`'s headers or by direct server
+/// return, and counts it for the backend; `reason` is what the forward is counted as.
+#[inline(always)]
+fn send(
+    ctx: &XdpContext,
+    frame: &Frame,
+    slot: u32,
+    backend: &Backend,
+    reason: Reason,
+    nat: Option<&Headers>,
+) -> Verdict {
+    let sent = match nat {
+        Some(headers) => nat::rewrite_and_route(
+            ctx,
+            frame,
+            headers,
+            End::Destination,
+            &backend.address,
+            backend.port,
+        ),
+        None => forward(ctx, frame, backend),
+    };
+    let xdp = match sent {
         Ok(xdp) => xdp,
         Err(reason) => return Verdict::pass(reason),
     };

@@ -4,13 +4,13 @@ use std::os::fd::AsFd as _;
 
 use aya::{
     Ebpf, EbpfLoader, VerifierLogLevel,
-    maps::{Array, MapError, PerCpuArray, xdp::DevMapHash},
+    maps::{Array, HashMap, MapError, PerCpuArray, xdp::DevMapHash},
     programs::{ProgramError, TestRun, TestRunOptions, Xdp},
 };
 use sipxdp_common::{
     maps::{
-        Backend, Counter, MAGLEV_EMPTY, MAGLEV_TABLE_ENTRIES, MaglevTable, Settings, VIP_PROBES,
-        VIP_REMOVED_PROTOCOL, VIP_TABLE_ENTRIES, VipConfig, VipEntry, VipKey, names,
+        Backend, Counter, MAGLEV_EMPTY, MAGLEV_TABLE_ENTRIES, MaglevTable, NatReturn, Settings,
+        VIP_PROBES, VIP_REMOVED_PROTOCOL, VIP_TABLE_ENTRIES, VipConfig, VipEntry, VipKey, names,
     },
     outcome::{Action, Reason, counter_index},
 };
@@ -333,7 +333,37 @@ impl Dataplane {
                 self.set_backend(*slot, &Backend::default())?;
             }
         }
+        for (key, value) in &plan.nat_returns {
+            if previous.nat_returns.get(key) != Some(value) {
+                self.set_nat_return(key, Some(value))?;
+            }
+        }
+        for key in previous.nat_returns.keys() {
+            if !plan.nat_returns.contains_key(key) {
+                self.set_nat_return(key, None)?;
+            }
+        }
         Ok(())
+    }
+
+    /// Makes datagrams from the NAT backend `key` leave with `value`'s VIP as their
+    /// source, or (`None`) stops rewriting them.
+    pub fn set_nat_return(
+        &mut self,
+        key: &VipKey,
+        value: Option<&NatReturn>,
+    ) -> Result<(), DataplaneError> {
+        let mut returns: HashMap<_, VipKey, NatReturn> =
+            HashMap::try_from(self.map_mut(names::NAT_RETURNS)?)
+                .map_err(map_error("opening NAT_RETURNS"))?;
+        match value {
+            Some(value) => returns
+                .insert(key, value, 0)
+                .map_err(map_error("writing NAT_RETURNS")),
+            None => returns
+                .remove(key)
+                .map_err(map_error("removing from NAT_RETURNS")),
+        }
     }
 
     /// The per-CPU counter of (VIP slot, action, reason), summed over CPUs.

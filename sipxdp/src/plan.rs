@@ -11,13 +11,14 @@ use std::{
 use sipxdp_common::{
     maglev::{MaglevBackend, MaglevError, build_table},
     maps::{
-        Address, BACKEND_IN_SERVICE, Backend, MAX_BACKENDS, MAX_VIPS, PROTOCOL_TCP, PROTOCOL_UDP,
-        VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VipConfig as VipMapEntry, VipKey, ipv4_mapped,
+        Address, BACKEND_IN_SERVICE, Backend, MAX_BACKENDS, MAX_VIPS, NatReturn, PROTOCOL_TCP,
+        PROTOCOL_UDP, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_NAT, VipConfig as VipMapEntry,
+        VipKey, ipv4_mapped,
     },
 };
 use thiserror::Error;
 
-use crate::config::{AdminState, Config, Policy, Protocol, VipConfig};
+use crate::config::{AdminState, Config, ForwardingMode, Policy, Protocol, VipConfig};
 
 /// Errors of planning, each naming the VIP or backend concerned.
 #[derive(Debug, Error)]
@@ -148,6 +149,8 @@ pub struct Plan {
     pub vips: Vec<VipPlan>,
     /// Backend slots and their map entries.
     pub backends: BTreeMap<u32, Backend>,
+    /// NAT backends' SIP addresses and the VIP that replaces them on the way back.
+    pub nat_returns: BTreeMap<VipKey, NatReturn>,
 }
 
 /// The map key of a VIP.
@@ -265,6 +268,25 @@ pub fn plan(
                 .collect()
         };
         let mut flags = 0;
+        if vip.mode == ForwardingMode::Nat {
+            flags |= VIP_NAT;
+            for backend in &vip.backends {
+                let backend_key = VipKey {
+                    address: address_bytes(backend.address),
+                    port: backend.port,
+                    ..key
+                };
+                plan.nat_returns.insert(
+                    backend_key,
+                    NatReturn {
+                        vip_address: key.address,
+                        vip_port: key.port,
+                        padding: 0,
+                        vip_slot: slots.vips[&key],
+                    },
+                );
+            }
+        }
         if vip.keep_alive == Policy::Drop {
             flags |= VIP_DROP_KEEP_ALIVE;
         }

@@ -262,19 +262,10 @@ impl DaemonLab {
         messages: &[Vec<u8>],
     ) -> anyhow::Result<Vec<Received>> {
         let family = usize::from(vip.is_ipv6());
-        let receivers: Vec<&UdpReceiver> = self
-            .receivers
-            .iter()
-            .map(|pair| &pair[family])
-            .collect();
-        deliver_windowed(
-            self.lab.client().netns(),
-            &receivers,
-            client,
-            vip,
-            messages,
-        )
-        .with_context(|| format!("sipxdp logged:\n{}", self.daemon_log()))
+        let receivers: Vec<&UdpReceiver> =
+            self.receivers.iter().map(|pair| &pair[family]).collect();
+        deliver_windowed(self.lab.client().netns(), &receivers, client, vip, messages)
+            .with_context(|| format!("sipxdp logged:\n{}", self.daemon_log()))
     }
 
     /// Stops the daemon with SIGTERM and returns its exit status and what it printed (the

@@ -92,6 +92,7 @@ pub fn stateless(hash_seed: u64) -> Settings {
     Settings {
         hash_seed,
         dialog_idle_ns: 0,
+        ..Settings::default()
     }
 }
 

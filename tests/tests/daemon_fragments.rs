@@ -65,7 +65,10 @@ fn large_invites_are_fragmented_and_reassembled_at_one_backend() {
         // Every INVITE was fragmented: its first fragment placed by Call-ID, the later
         // ones following it, none left to the stack.
         let later = counted(&counters, name, "forwarded", "fragment").unwrap_or(0);
-        assert!(later >= 2 * CALLS as u64, "{name}: {later} later fragments\n{counters}");
+        assert!(
+            later >= 2 * CALLS as u64,
+            "{name}: {later} later fragments\n{counters}"
+        );
     }
     let unplaced = counters.lines().any(|line| {
         line.starts_with("(no VIP)") && line.split_whitespace().any(|word| word == "ip_fragment")

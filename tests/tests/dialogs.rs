@@ -38,6 +38,7 @@ impl Dialogs {
         let settings = Settings {
             hash_seed: SEED,
             dialog_idle_ns: idle_ns,
+            ..Settings::default()
         };
         fixture::configure(&mut dataplane, &settings, 0, fixture::BACKENDS).expect("the fixture");
         let mut rng = Rng::new(11);

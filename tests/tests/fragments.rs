@@ -30,8 +30,7 @@ struct Program {
 
 impl Program {
     fn new() -> Self {
-        let mut dataplane =
-            Dataplane::load(&fixture::load_options()).expect("loading the program");
+        let mut dataplane = Dataplane::load(&fixture::load_options()).expect("loading the program");
         let table = fixture::configure(
             &mut dataplane,
             &fixture::stateless(SEED),
@@ -75,7 +74,11 @@ fn assert_passed(output: &TestRunOutput, frame: &[u8], what: &str) {
 
 /// A spec and an INVITE of about `body` bytes of SDP to the VIP of `v6`'s family.
 fn invite(v6: bool, identification: u16, body: usize, rng: &mut Rng) -> (FrameSpec, Call, Vec<u8>) {
-    let vip = if v6 { IpAddr::V6(VIP_V6) } else { IpAddr::V4(VIP) };
+    let vip = if v6 {
+        IpAddr::V6(VIP_V6)
+    } else {
+        IpAddr::V4(VIP)
+    };
     let spec = FrameSpec {
         destination: vip,
         identification,
@@ -100,10 +103,21 @@ fn ipv6_datagrams_are_steered_like_ipv4_ones() {
     for index in 0..50 {
         let (spec, call, message) = invite(true, index, 200, &mut rng);
         let frame = udp_frame(&spec, &message);
-        assert_sent_to(&program.run(&frame), &frame, program.owner(&call), "IPv6 INVITE");
+        assert_sent_to(
+            &program.run(&frame),
+            &frame,
+            program.owner(&call),
+            "IPv6 INVITE",
+        );
     }
-    assert_eq!(program.packets(VIP_V6_SLOT, Action::Forwarded, Reason::CallId), 50);
-    assert_eq!(program.packets(VIP_SLOT, Action::Forwarded, Reason::CallId), 0);
+    assert_eq!(
+        program.packets(VIP_V6_SLOT, Action::Forwarded, Reason::CallId),
+        50
+    );
+    assert_eq!(
+        program.packets(VIP_SLOT, Action::Forwarded, Reason::CallId),
+        0
+    );
 }
 
 #[test]
@@ -123,7 +137,10 @@ fn ipv6_extension_headers_other_than_fragments_are_passed() {
     let payload_len = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]) + 8;
     frame[l3 + 4..l3 + 6].copy_from_slice(&payload_len.to_be_bytes());
     assert_passed(&program.run(&frame), &frame, "hop-by-hop header");
-    assert_eq!(program.packets(NO_VIP, Action::Passed, Reason::Ipv6Extension), 1);
+    assert_eq!(
+        program.packets(NO_VIP, Action::Passed, Reason::Ipv6Extension),
+        1
+    );
 }
 
 #[test]
@@ -137,7 +154,8 @@ fn later_fragments_follow_their_first_fragment() {
     for v6 in [false, true] {
         let slot = if v6 { VIP_V6_SLOT } else { VIP_SLOT };
         for index in 0..20u16 {
-            let (spec, call, message) = invite(v6, 0x100 + index, 3000 + 250 * index as usize, &mut rng);
+            let (spec, call, message) =
+                invite(v6, 0x100 + index, 3000 + 250 * index as usize, &mut rng);
             let fragments = udp_fragments(&spec, &message, MTU);
             assert!(fragments.len() >= 3, "{} fragments", fragments.len());
             let owner = program.owner(&call);
@@ -187,7 +205,11 @@ fn fragments_before_their_first_and_unplaceable_firsts_go_to_the_stack() {
         let slot = if v6 { VIP_V6_SLOT } else { VIP_SLOT };
         let first_before = program.packets(slot, Action::Passed, Reason::IpFragment);
         for frame in &fragments {
-            assert_passed(&program.run(frame), frame, "a header section split over fragments");
+            assert_passed(
+                &program.run(frame),
+                frame,
+                "a header section split over fragments",
+            );
         }
         assert_eq!(
             program.packets(slot, Action::Passed, Reason::IpFragment),

@@ -245,7 +245,10 @@ mod tests {
         let whole = built.to_bytes().unwrap();
         assert_eq!(reassemble_ipv4(&fragments), whole[14 + 20..]);
         // A datagram that fits stays whole.
-        assert_eq!(frame(v4(10), v4(100), b"x").fragments(1500).unwrap().len(), 1);
+        assert_eq!(
+            frame(v4(10), v4(100), b"x").fragments(1500).unwrap().len(),
+            1
+        );
         assert_eq!(built.fragments(27), Err(BuildError::MtuTooSmall));
     }
 

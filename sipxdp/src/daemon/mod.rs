@@ -25,7 +25,10 @@ use tokio::{
 
 use self::checks::HealthChecks;
 use crate::{
-    config::{self, Config, LogLevel, SystemEnvironment, XdpMode as ConfigXdpMode},
+    config::{
+        self, Config, Environment as _, ForwardingMode, LogLevel, SystemEnvironment,
+        XdpMode as ConfigXdpMode,
+    },
     dataplane::{Dataplane, LoadOptions, XdpMode},
     health::{Event, Target},
     neighbor::{AsyncWatcher, DEFAULT_RESOLVE_TIMEOUT, Resolver, Watcher},
@@ -201,6 +204,13 @@ fn kernel_settings(config: &Config) -> KernelSettings {
     KernelSettings {
         hash_seed: config.daemon.hash_seed,
         dialog_idle_ns: u64::try_from(config.sticky.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
+        nat_returns: u32::from(
+            config
+                .vips
+                .iter()
+                .any(|vip| vip.mode == ForwardingMode::Nat),
+        ),
+        padding: 0,
     }
 }
 
@@ -258,6 +268,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     };
     daemon.publish()?;
     for interface in &daemon.config.interfaces {
+        // NAT mode routes to whichever interface the FIB names, answers to clients too.
+        let index = SystemEnvironment
+            .interface_index(&interface.name)
+            .with_context(|| format!("interface {} is gone", interface.name))?;
+        if daemon.tx_ports.insert(index) {
+            daemon.dataplane.add_tx_port(index)?;
+        }
         daemon
             .dataplane
             .attach(&interface.name, xdp_mode(interface.xdp_mode))?;

@@ -1,24 +1,17 @@
 //! What this version of the data path can carry out of what the configuration can say.
 //!
-//! The configuration language already describes NAT mode and SIP over TCP, so that
+//! The configuration language already describes SIP over TCP, so that
 //! files written today keep working as the data path grows. Until the kernel program
 //! handles them, `check-config` and `run` refuse such a file with one clear line per VIP
 //! rather than attaching a program that would silently pass that traffic to the stack.
 
-use crate::config::{Config, ForwardingMode, Protocol};
+use crate::config::{Config, Protocol};
 
 /// One line per configured feature the data path cannot serve yet; empty when it can
 /// serve the whole file.
 pub fn unsupported(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     for vip in &config.vips {
-        if vip.mode == ForwardingMode::Nat {
-            problems.push(format!(
-                "VIP {}: mode \"nat\" is not supported by this version's data path yet; \
-                 use \"dsr\"",
-                vip.name
-            ));
-        }
         if vip.protocol == Protocol::Tcp {
             problems.push(format!(
                 "VIP {}: protocol \"tcp\" is not supported by this version's data path yet",
@@ -48,19 +41,22 @@ mod tests {
     }
 
     #[test]
-    fn dsr_udp_vips_of_both_families_are_supported() {
+    fn udp_vips_of_both_families_and_modes_are_supported() {
         for address in ["198.51.100.100", "2001:db8:1::100"] {
-            let config = config(&format!("address = \"{address}\"\nport = 5080"));
-            assert_eq!(unsupported(&config), Vec::<String>::new());
+            for mode in ["dsr", "nat"] {
+                let config = config(&format!(
+                    "address = \"{address}\"\nport = 5080\nmode = \"{mode}\""
+                ));
+                assert_eq!(unsupported(&config), Vec::<String>::new());
+            }
         }
     }
 
     #[test]
-    fn nat_and_tcp_are_each_named() {
-        let config = config("address = \"2001:db8:1::100\"\nmode = \"nat\"\nprotocol = \"tcp\"");
+    fn tcp_is_named() {
+        let config = config("address = \"2001:db8:1::100\"\nport = 5080\nprotocol = \"tcp\"");
         let problems = unsupported(&config);
-        assert_eq!(problems.len(), 2, "{problems:?}");
-        assert!(problems[0].contains("nat"));
-        assert!(problems[1].contains("tcp"));
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("tcp"));
     }
 }

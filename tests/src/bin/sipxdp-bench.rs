@@ -183,6 +183,7 @@ impl Programs {
             let settings = Settings {
                 hash_seed: HASH_SEED,
                 dialog_idle_ns: case.setup.dialog_idle_ns,
+                ..Settings::default()
             };
             let table = fixture::configure(&mut dataplane, &settings, 0, case.setup.backends)?;
             sipxdp.push((case.setup, dataplane, table));

@@ -1,0 +1,321 @@
+//! NAT mode: the destination of a datagram for a VIP becomes its backend's address and
+//! port, the source of a datagram from a backend becomes the VIP's, checksums are updated
+//! incrementally (RFC 1624), and the kernel's FIB gives the next hop (kernel 4.18).
+
+use aya_ebpf::{bindings::xdp_action, helpers::generated::bpf_fib_lookup, programs::XdpContext};
+use sipxdp_common::{
+    maps::{Address, VipKey},
+    outcome::Reason,
+    wire::checksum::{update_words, words},
+};
+
+use crate::{
+    maps::{FIB_LOOKUP, TX_PORTS},
+    packet::{Frame, Layout},
+};
+
+const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
+const FIB_SUCCESS: i64 = 0;
+const FIB_NO_NEIGHBOUR: i64 = 7;
+/// `struct bpf_fib_lookup` (include/uapi/linux/bpf.h), with its unions spelled out as
+/// the fields sipxdp uses: 64 bytes, kept in a per-CPU map rather than on the stack.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub struct FibLookup {
+    family: u8,
+    l4_protocol: u8,
+    source_port: u16,
+    destination_port: u16,
+    total_length: u16,
+    ifindex: u32,
+    flow_info: u32,
+    source: Address,
+    destination: Address,
+    vlan_protocol: u16,
+    vlan_tci: u16,
+    source_mac: [u8; 6],
+    destination_mac: [u8; 6],
+}
+
+/// Which end of the datagram a rewrite changes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Source,
+    Destination,
+}
+
+/// Where the headers to rewrite are, and whether the frame has a UDP header (a later
+/// fragment has not).
+#[derive(Clone, Copy)]
+pub struct Headers {
+    pub layout: Layout,
+    pub udp: bool,
+}
+
+impl Headers {
+    /// Frame offset of the address of `end`.
+    fn address(&self, end: End) -> usize {
+        match (self.layout.ipv6, end) {
+            (false, End::Source) => self.layout.l3 + 12,
+            (false, End::Destination) => self.layout.l3 + 16,
+            (true, End::Source) => self.layout.l3 + 8,
+            (true, End::Destination) => self.layout.l3 + 24,
+        }
+    }
+
+    /// Frame offset of the UDP port of `end`.
+    fn port(&self, end: End) -> usize {
+        match end {
+            End::Source => self.layout.l4,
+            End::Destination => self.layout.l4 + 2,
+        }
+    }
+}
+
+/// The (address, port, UDP) of the datagram's source, as `NAT_RETURNS` keys it.
+#[inline(always)]
+pub fn source_key(frame: &Frame, layout: Layout, source_port: u16) -> Option<VipKey> {
+    let headers = Headers { layout, udp: true };
+    let mut key = VipKey {
+        port: source_port,
+        protocol: sipxdp_common::maps::PROTOCOL_UDP,
+        ..VipKey::default()
+    };
+    if layout.ipv6 {
+        key.address = frame.read(headers.address(End::Source))?;
+    } else {
+        let octets: [u8; 4] = frame.read(headers.address(End::Source))?;
+        key.address = sipxdp_common::maps::ipv4_mapped(octets);
+    }
+    Some(key)
+}
+
+/// Rewrites `end` to `address` and `port` and sends the datagram to its next hop.
+/// `Err` is the reason to pass it to the stack: untouched when the TTL has run out,
+/// rewritten otherwise, so that the stack resolves the next hop and forwards it.
+#[inline(always)]
+pub fn rewrite_and_route(
+    ctx: &XdpContext,
+    frame: &Frame,
+    headers: &Headers,
+    end: End,
+    address: &Address,
+    port: u16,
+) -> Result<u32, Reason> {
+    let ttl_at = headers.layout.l3 + if headers.layout.ipv6 { 7 } else { 8 };
+    let ttl: u8 = frame.read(ttl_at).ok_or(Reason::Malformed)?;
+    if ttl <= 1 {
+        return Err(Reason::TtlExceeded);
+    }
+    if headers.layout.ipv6 {
+        rewrite_ipv6(frame, headers, end, address, port)?;
+    } else {
+        rewrite_ipv4(frame, headers, end, address, port)?;
+    }
+    route(ctx, frame, headers)
+}
+
+/// The 16-byte address field at `at` becomes `address`; the UDP checksum (mandatory in
+/// IPv6) follows.
+#[inline(always)]
+fn rewrite_ipv6(
+    frame: &Frame,
+    headers: &Headers,
+    end: End,
+    address: &Address,
+    port: u16,
+) -> Result<(), Reason> {
+    let field = frame
+        .pointer::<Address>(headers.address(end))
+        .ok_or(Reason::Malformed)?;
+    // SAFETY: `pointer` checked the range against the frame end.
+    let old = unsafe { field.read_unaligned() };
+    // SAFETY: as above.
+    unsafe { field.write_unaligned(*address) };
+    if headers.udp {
+        update_udp(
+            frame,
+            headers,
+            end,
+            &words::<16, 8>(&old),
+            &words::<16, 8>(address),
+            port,
+        )?;
+    }
+    Ok(())
+}
+
+/// The IPv4 address of `end` becomes the last four bytes of the IPv4-mapped `address`;
+/// the header checksum and the UDP checksum (when the sender set one) follow.
+#[inline(always)]
+fn rewrite_ipv4(
+    frame: &Frame,
+    headers: &Headers,
+    end: End,
+    address: &Address,
+    port: u16,
+) -> Result<(), Reason> {
+    let field = frame
+        .pointer::<[u8; 4]>(headers.address(end))
+        .ok_or(Reason::Malformed)?;
+    let checksum = frame
+        .pointer::<[u8; 2]>(headers.layout.l3 + 10)
+        .ok_or(Reason::Malformed)?;
+    let new = [address[12], address[13], address[14], address[15]];
+    // SAFETY: `pointer` checked both ranges against the frame end.
+    let old = unsafe { field.read_unaligned() };
+    let old_words = words::<4, 2>(&old);
+    let new_words = words::<4, 2>(&new);
+    // SAFETY: as above.
+    unsafe {
+        field.write_unaligned(new);
+        let header = u16::from_be_bytes(checksum.read_unaligned());
+        checksum.write_unaligned(update_words(header, &old_words, &new_words).to_be_bytes());
+    }
+    if headers.udp {
+        update_udp(frame, headers, end, &old_words, &new_words, port)?;
+    }
+    Ok(())
+}
+
+/// The UDP port of `end` becomes `port`, and the UDP checksum follows the port and the
+/// pseudo-header's address change (`old` to `new`). An IPv4 checksum of zero means "none"
+/// and stays zero; a computed zero is sent as all ones (RFC 768).
+#[inline(always)]
+fn update_udp<const W: usize>(
+    frame: &Frame,
+    headers: &Headers,
+    end: End,
+    old: &[u16; W],
+    new: &[u16; W],
+    port: u16,
+) -> Result<(), Reason> {
+    let port_field = frame
+        .pointer::<[u8; 2]>(headers.port(end))
+        .ok_or(Reason::Malformed)?;
+    let checksum = frame
+        .pointer::<[u8; 2]>(headers.layout.l4 + 6)
+        .ok_or(Reason::Malformed)?;
+    // SAFETY: `pointer` checked both ranges against the frame end.
+    unsafe {
+        let old_port = u16::from_be_bytes(port_field.read_unaligned());
+        port_field.write_unaligned(port.to_be_bytes());
+        let current = u16::from_be_bytes(checksum.read_unaligned());
+        if current == 0 && !headers.layout.ipv6 {
+            return Ok(());
+        }
+        let updated = update_words(current, old, new);
+        let updated = update_words(updated, &[old_port], &[port]);
+        let updated = if updated == 0 { 0xffff } else { updated };
+        checksum.write_unaligned(updated.to_be_bytes());
+    }
+    Ok(())
+}
+
+/// Asks the FIB for the next hop of the (rewritten) datagram and sends it there: new MACs,
+/// TTL or hop limit one lower, out of the ingress interface (`XDP_TX`) or another one
+/// (`TX_PORTS`).
+#[inline(always)]
+fn route(ctx: &XdpContext, frame: &Frame, headers: &Headers) -> Result<u32, Reason> {
+    let fib = FIB_LOOKUP.get_ptr_mut(0).ok_or(Reason::NoRoute)?;
+    // SAFETY: a per-CPU map value; nothing else runs on this CPU meanwhile.
+    let fib = unsafe { &mut *fib };
+    let layout = headers.layout;
+    // SAFETY: reading a field of the context the kernel passed in.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    *fib = FibLookup {
+        family: if layout.ipv6 { AF_INET6 } else { AF_INET },
+        l4_protocol: sipxdp_common::maps::PROTOCOL_UDP,
+        source_port: 0,
+        destination_port: 0,
+        total_length: 0,
+        ifindex: ingress,
+        flow_info: 0,
+        source: [0; 16],
+        destination: [0; 16],
+        vlan_protocol: 0,
+        vlan_tci: 0,
+        source_mac: [0; 6],
+        destination_mac: [0; 6],
+    };
+    if layout.ipv6 {
+        fib.source = frame.read(layout.l3 + 8).ok_or(Reason::Malformed)?;
+        fib.destination = frame.read(layout.l3 + 24).ok_or(Reason::Malformed)?;
+        fib.total_length = frame.read_u16(layout.l3 + 4).ok_or(Reason::Malformed)? + 40;
+    } else {
+        let source: [u8; 4] = frame.read(layout.l3 + 12).ok_or(Reason::Malformed)?;
+        let destination: [u8; 4] = frame.read(layout.l3 + 16).ok_or(Reason::Malformed)?;
+        fib.source[..4].copy_from_slice(&source);
+        fib.destination[..4].copy_from_slice(&destination);
+        fib.total_length = frame.read_u16(layout.l3 + 2).ok_or(Reason::Malformed)?;
+    }
+    // SAFETY: `fib` points to a 64-byte map value laid out as `struct bpf_fib_lookup`.
+    let result = unsafe {
+        bpf_fib_lookup(
+            ctx.ctx.cast(),
+            (fib as *mut FibLookup).cast(),
+            core::mem::size_of::<FibLookup>() as i32,
+            0,
+        )
+    };
+    match result {
+        FIB_SUCCESS => {}
+        FIB_NO_NEIGHBOUR => return Err(Reason::NoNeighbour),
+        _ => return Err(Reason::NoRoute),
+    }
+    let egress = fib.ifindex;
+    let xdp = if egress == ingress {
+        xdp_action::XDP_TX
+    } else {
+        TX_PORTS
+            .redirect(egress, xdp_action::XDP_PASS as u64)
+            .map_err(|_| Reason::NoRoute)?
+    };
+    decrement_ttl(frame, layout)?;
+    let (Some(destination), Some(source)) =
+        (frame.pointer::<[u8; 6]>(0), frame.pointer::<[u8; 6]>(6))
+    else {
+        return Err(Reason::Malformed);
+    };
+    // SAFETY: `pointer` checked both ranges against the frame end.
+    unsafe {
+        destination.write_unaligned(fib.destination_mac);
+        source.write_unaligned(fib.source_mac);
+    }
+    Ok(xdp)
+}
+
+/// One hop less; the IPv4 header checksum follows (the TTL shares a word with the
+/// protocol).
+#[inline(always)]
+fn decrement_ttl(frame: &Frame, layout: Layout) -> Result<(), Reason> {
+    if layout.ipv6 {
+        let hop_limit = frame
+            .pointer::<u8>(layout.l3 + 7)
+            .ok_or(Reason::Malformed)?;
+        // SAFETY: `pointer` checked the range against the frame end.
+        unsafe { *hop_limit = (*hop_limit).saturating_sub(1) };
+        return Ok(());
+    }
+    let ttl_and_protocol = frame
+        .pointer::<[u8; 2]>(layout.l3 + 8)
+        .ok_or(Reason::Malformed)?;
+    let checksum = frame
+        .pointer::<[u8; 2]>(layout.l3 + 10)
+        .ok_or(Reason::Malformed)?;
+    // SAFETY: `pointer` checked both ranges against the frame end.
+    unsafe {
+        let old = ttl_and_protocol.read_unaligned();
+        let new = [old[0].saturating_sub(1), old[1]];
+        ttl_and_protocol.write_unaligned(new);
+        let header = u16::from_be_bytes(checksum.read_unaligned());
+        let updated = update_words(
+            header,
+            &[u16::from_be_bytes(old)],
+            &[u16::from_be_bytes(new)],
+        );
+        checksum.write_unaligned(updated.to_be_bytes());
+    }
+    Ok(())
+}
