@@ -298,7 +298,6 @@ pub fn forwarded(report: &str, vip: &str) -> u64 {
 
 /// The packets a report printed by `sipxdp` counts for `vip` under (action, reason), from
 /// its `VIP ACTION REASON PACKETS BYTES` table.
-
 pub fn counted(report: &str, vip: &str, action: &str, reason: &str) -> Option<u64> {
     report.lines().find_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
