@@ -17,6 +17,7 @@ use crate::{
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
 const FIB_SUCCESS: i64 = 0;
+const FIB_NOT_FORWARDED: i64 = 4;
 const FIB_NO_NEIGHBOUR: i64 = 7;
 /// `struct bpf_fib_lookup` (include/uapi/linux/bpf.h), with its unions spelled out as
 /// the fields sipxdp uses: 64 bytes, kept in a per-CPU map rather than on the stack.
@@ -92,8 +93,11 @@ pub fn source_key(frame: &Frame, layout: Layout, source_port: u16) -> Option<Vip
 }
 
 /// Rewrites `end` to `address` and `port` and sends the datagram to its next hop.
-/// `Err` is the reason to pass it to the stack: untouched when the TTL has run out,
-/// rewritten otherwise, so that the stack resolves the next hop and forwards it.
+/// `Err` is the reason to pass it to the stack: rewritten when only the next hop's
+/// neighbour entry is missing, so that the stack resolves it and forwards the datagram,
+/// untouched otherwise. A datagram whose new route ends at this host (a reply to the
+/// daemon's own health check, say) is no NAT traffic: it is passed untouched as
+/// `not_vip` when its source was to change, `no_route` when its destination was.
 #[inline(always)]
 pub fn rewrite_and_route(
     ctx: &XdpContext,
@@ -108,12 +112,117 @@ pub fn rewrite_and_route(
     if ttl <= 1 {
         return Err(Reason::TtlExceeded);
     }
-    if headers.layout.ipv6 {
-        rewrite_ipv6(frame, headers, end, address, port)?;
-    } else {
-        rewrite_ipv4(frame, headers, end, address, port)?;
+    let (result, fib) = lookup(ctx, frame, headers.layout, end, address)?;
+    match result {
+        FIB_SUCCESS => {}
+        FIB_NO_NEIGHBOUR => {
+            rewrite(frame, headers, end, address, port)?;
+            return Err(Reason::NoNeighbour);
+        }
+        FIB_NOT_FORWARDED if end == End::Source => return Err(Reason::NotVip),
+        _ => return Err(Reason::NoRoute),
     }
-    route(ctx, frame, headers)
+    // SAFETY: reading a field of the context the kernel passed in.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    let xdp = if fib.ifindex == ingress {
+        xdp_action::XDP_TX
+    } else {
+        TX_PORTS
+            .redirect(fib.ifindex, xdp_action::XDP_PASS as u64)
+            .map_err(|_| Reason::NoRoute)?
+    };
+    rewrite(frame, headers, end, address, port)?;
+    decrement_ttl(frame, headers.layout)?;
+    let (Some(destination), Some(source)) =
+        (frame.pointer::<[u8; 6]>(0), frame.pointer::<[u8; 6]>(6))
+    else {
+        return Err(Reason::Malformed);
+    };
+    // SAFETY: `pointer` checked both ranges against the frame end.
+    unsafe {
+        destination.write_unaligned(fib.destination_mac);
+        source.write_unaligned(fib.source_mac);
+    }
+    Ok(xdp)
+}
+
+/// Rewrites `end` of the frame to `address` and `port`, by family.
+#[inline(always)]
+fn rewrite(
+    frame: &Frame,
+    headers: &Headers,
+    end: End,
+    address: &Address,
+    port: u16,
+) -> Result<(), Reason> {
+    if headers.layout.ipv6 {
+        rewrite_ipv6(frame, headers, end, address, port)
+    } else {
+        rewrite_ipv4(frame, headers, end, address, port)
+    }
+}
+
+/// Asks the FIB for the next hop of the datagram as it will be once `end` is `address`
+/// (kernel 4.18), before anything in the frame changes. Returns the helper's result and
+/// the answer, in per-CPU map memory.
+#[inline(always)]
+fn lookup<'a>(
+    ctx: &XdpContext,
+    frame: &Frame,
+    layout: Layout,
+    end: End,
+    address: &Address,
+) -> Result<(i64, &'a FibLookup), Reason> {
+    let fib = FIB_LOOKUP.get_ptr_mut(0).ok_or(Reason::NoRoute)?;
+    // SAFETY: a per-CPU map value; nothing else runs on this CPU meanwhile.
+    let fib = unsafe { &mut *fib };
+    // SAFETY: reading a field of the context the kernel passed in.
+    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
+    *fib = FibLookup {
+        family: if layout.ipv6 { AF_INET6 } else { AF_INET },
+        l4_protocol: sipxdp_common::maps::PROTOCOL_UDP,
+        source_port: 0,
+        destination_port: 0,
+        total_length: 0,
+        ifindex: ingress,
+        flow_info: 0,
+        source: [0; 16],
+        destination: [0; 16],
+        vlan_protocol: 0,
+        vlan_tci: 0,
+        source_mac: [0; 6],
+        destination_mac: [0; 6],
+    };
+    if layout.ipv6 {
+        fib.source = frame.read(layout.l3 + 8).ok_or(Reason::Malformed)?;
+        fib.destination = frame.read(layout.l3 + 24).ok_or(Reason::Malformed)?;
+        fib.total_length = frame.read_u16(layout.l3 + 4).ok_or(Reason::Malformed)? + 40;
+        match end {
+            End::Source => fib.source = *address,
+            End::Destination => fib.destination = *address,
+        }
+    } else {
+        let source: [u8; 4] = frame.read(layout.l3 + 12).ok_or(Reason::Malformed)?;
+        let destination: [u8; 4] = frame.read(layout.l3 + 16).ok_or(Reason::Malformed)?;
+        fib.source[..4].copy_from_slice(&source);
+        fib.destination[..4].copy_from_slice(&destination);
+        let new = [address[12], address[13], address[14], address[15]];
+        match end {
+            End::Source => fib.source[..4].copy_from_slice(&new),
+            End::Destination => fib.destination[..4].copy_from_slice(&new),
+        }
+        fib.total_length = frame.read_u16(layout.l3 + 2).ok_or(Reason::Malformed)?;
+    }
+    // SAFETY: `fib` points to a 64-byte map value laid out as `struct bpf_fib_lookup`.
+    let result = unsafe {
+        bpf_fib_lookup(
+            ctx.ctx.cast(),
+            (fib as *mut FibLookup).cast(),
+            core::mem::size_of::<FibLookup>() as i32,
+            0,
+        )
+    };
+    Ok((result, fib))
 }
 
 /// The 16-byte address field at `at` becomes `address`; the UDP checksum (mandatory in
@@ -211,79 +320,6 @@ fn update_udp<const W: usize>(
         checksum.write_unaligned(updated.to_be_bytes());
     }
     Ok(())
-}
-
-/// Asks the FIB for the next hop of the (rewritten) datagram and sends it there: new MACs,
-/// TTL or hop limit one lower, out of the ingress interface (`XDP_TX`) or another one
-/// (`TX_PORTS`).
-#[inline(always)]
-fn route(ctx: &XdpContext, frame: &Frame, headers: &Headers) -> Result<u32, Reason> {
-    let fib = FIB_LOOKUP.get_ptr_mut(0).ok_or(Reason::NoRoute)?;
-    // SAFETY: a per-CPU map value; nothing else runs on this CPU meanwhile.
-    let fib = unsafe { &mut *fib };
-    let layout = headers.layout;
-    // SAFETY: reading a field of the context the kernel passed in.
-    let ingress = unsafe { (*ctx.ctx).ingress_ifindex };
-    *fib = FibLookup {
-        family: if layout.ipv6 { AF_INET6 } else { AF_INET },
-        l4_protocol: sipxdp_common::maps::PROTOCOL_UDP,
-        source_port: 0,
-        destination_port: 0,
-        total_length: 0,
-        ifindex: ingress,
-        flow_info: 0,
-        source: [0; 16],
-        destination: [0; 16],
-        vlan_protocol: 0,
-        vlan_tci: 0,
-        source_mac: [0; 6],
-        destination_mac: [0; 6],
-    };
-    if layout.ipv6 {
-        fib.source = frame.read(layout.l3 + 8).ok_or(Reason::Malformed)?;
-        fib.destination = frame.read(layout.l3 + 24).ok_or(Reason::Malformed)?;
-        fib.total_length = frame.read_u16(layout.l3 + 4).ok_or(Reason::Malformed)? + 40;
-    } else {
-        let source: [u8; 4] = frame.read(layout.l3 + 12).ok_or(Reason::Malformed)?;
-        let destination: [u8; 4] = frame.read(layout.l3 + 16).ok_or(Reason::Malformed)?;
-        fib.source[..4].copy_from_slice(&source);
-        fib.destination[..4].copy_from_slice(&destination);
-        fib.total_length = frame.read_u16(layout.l3 + 2).ok_or(Reason::Malformed)?;
-    }
-    // SAFETY: `fib` points to a 64-byte map value laid out as `struct bpf_fib_lookup`.
-    let result = unsafe {
-        bpf_fib_lookup(
-            ctx.ctx.cast(),
-            (fib as *mut FibLookup).cast(),
-            core::mem::size_of::<FibLookup>() as i32,
-            0,
-        )
-    };
-    match result {
-        FIB_SUCCESS => {}
-        FIB_NO_NEIGHBOUR => return Err(Reason::NoNeighbour),
-        _ => return Err(Reason::NoRoute),
-    }
-    let egress = fib.ifindex;
-    let xdp = if egress == ingress {
-        xdp_action::XDP_TX
-    } else {
-        TX_PORTS
-            .redirect(egress, xdp_action::XDP_PASS as u64)
-            .map_err(|_| Reason::NoRoute)?
-    };
-    decrement_ttl(frame, layout)?;
-    let (Some(destination), Some(source)) =
-        (frame.pointer::<[u8; 6]>(0), frame.pointer::<[u8; 6]>(6))
-    else {
-        return Err(Reason::Malformed);
-    };
-    // SAFETY: `pointer` checked both ranges against the frame end.
-    unsafe {
-        destination.write_unaligned(fib.destination_mac);
-        source.write_unaligned(fib.source_mac);
-    }
-    Ok(xdp)
 }
 
 /// One hop less; the IPv4 header checksum follows (the TTL shares a word with the

@@ -253,6 +253,8 @@ fn steer_nat_return(ctx: &XdpContext, frame: &Frame, udp: &Udp) -> Option<(u32, 
         nat_return.vip_port,
     ) {
         Ok(xdp) => Verdict::forward(Reason::NatReturn, xdp),
+        // For this host: no NAT traffic after all.
+        Err(Reason::NotVip) => return None,
         Err(reason) => Verdict::pass(reason),
     };
     Some((nat_return.vip_slot, verdict))

@@ -42,24 +42,40 @@ pub fn deliver_windowed(
         );
         let expected = got.len() + sent;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while got.len() < expected && Instant::now() < deadline {
-            for (index, receiver) in receivers.iter().enumerate() {
-                let short = Instant::now() + Duration::from_millis(5);
-                for datagram in receiver.collect(expected - got.len(), short.min(deadline))? {
-                    got.push(Received {
-                        backend: index + 1,
-                        peer: datagram.peer,
-                        call_id: call_id(&datagram.payload),
-                        payload: datagram.payload,
-                    });
-                }
-            }
-        }
+        got.extend(collect(receivers, sent, deadline)?);
         ensure!(
             got.len() == expected,
             "{} of {expected} messages arrived",
             got.len()
         );
+    }
+    Ok(got)
+}
+
+/// What `receivers` get until `expected` datagrams arrived or `deadline` passed (backend
+/// numbers count from 1 in `receivers` order).
+///
+/// # Errors
+///
+/// A receiver that failed.
+pub fn collect(
+    receivers: &[&UdpReceiver],
+    expected: usize,
+    deadline: Instant,
+) -> anyhow::Result<Vec<Received>> {
+    let mut got = Vec::new();
+    while got.len() < expected && Instant::now() < deadline {
+        for (index, receiver) in receivers.iter().enumerate() {
+            let short = Instant::now() + Duration::from_millis(5);
+            for datagram in receiver.collect(expected - got.len(), short.min(deadline))? {
+                got.push(Received {
+                    backend: index + 1,
+                    peer: datagram.peer,
+                    call_id: call_id(&datagram.payload),
+                    payload: datagram.payload,
+                });
+            }
+        }
     }
     Ok(got)
 }
@@ -75,7 +91,7 @@ pub struct Received {
 }
 
 /// The Call-ID of a message the generator wrote.
-fn call_id(message: &[u8]) -> String {
+pub fn call_id(message: &[u8]) -> String {
     match locate::<_, MessageLimits>(&SlicePayload(message), 0) {
         Ok(found) => {
             String::from_utf8_lossy(&message[found.start..found.start + found.len]).into_owned()

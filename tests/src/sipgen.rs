@@ -161,12 +161,19 @@ impl Call {
     }
 }
 
-/// The `200 OK` a SIP stack sends for an `OPTIONS` request (RFC 3261 section 11.2): the
-/// request's Via, From, To, Call-ID and CSeq headers copied, no body. `None` for anything
-/// else, so a backend can answer health checks and hand every other message on.
-pub fn answer_options(request: &[u8]) -> Option<Vec<u8>> {
+/// What a backend's SIP stack does with a datagram: the reply to send back to its
+/// sender, if any, and whether the datagram is handed on to the test.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub reply: Option<Vec<u8>>,
+    pub keep: bool,
+}
+
+/// The `200 OK` to `request` (RFC 3261 §8.2.6): its Via, From, To, Call-ID and CSeq
+/// headers copied, no body. `None` for what is not a request.
+fn ok_to(request: &[u8]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(request).ok()?;
-    if !text.starts_with("OPTIONS ") {
+    if text.starts_with("SIP/2.0 ") {
         return None;
     }
     let mut reply = String::from("SIP/2.0 200 OK\r\n");
@@ -184,6 +191,35 @@ pub fn answer_options(request: &[u8]) -> Option<Vec<u8>> {
     Some(reply.into_bytes())
 }
 
+/// A backend that answers health checks: `OPTIONS` gets its `200 OK` (RFC 3261 §11.2)
+/// and is not handed on; everything else is handed on unanswered.
+pub fn answer_options(request: &[u8]) -> Answer {
+    if request.starts_with(b"OPTIONS ") {
+        Answer {
+            reply: ok_to(request),
+            keep: false,
+        }
+    } else {
+        Answer {
+            reply: None,
+            keep: true,
+        }
+    }
+}
+
+/// A backend that also takes calls: `OPTIONS` as in [`answer_options`]; `INVITE` and
+/// `BYE` get a `200 OK` and are handed on; anything else is handed on unanswered.
+pub fn answer_calls(request: &[u8]) -> Answer {
+    if request.starts_with(b"INVITE ") || request.starts_with(b"BYE ") {
+        Answer {
+            reply: ok_to(request),
+            keep: true,
+        }
+    } else {
+        answer_options(request)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -193,7 +229,7 @@ mod tests {
         payload::SlicePayload,
     };
 
-    use super::{Call, Rng, answer_options};
+    use super::{Answer, Call, Rng, answer_calls, answer_options};
 
     #[test]
     fn every_message_of_a_call_carries_its_call_id_and_declared_length() {
@@ -253,7 +289,9 @@ mod tests {
             From: <sip:sipxdp@198.51.100.2>;tag=a\r\nTo: <sip:198.51.100.21>\r\n\
             Call-ID: ping-1@198.51.100.2\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
             Content-Length: 0\r\n\r\n";
-        let reply = String::from_utf8(answer_options(request).expect("a reply")).expect("text");
+        let answer = answer_options(request);
+        assert!(!answer.keep, "health checks are not handed on");
+        let reply = String::from_utf8(answer.reply.expect("a reply")).expect("text");
         assert!(reply.starts_with("SIP/2.0 200 OK\r\n"));
         for header in [
             "Via: SIP/2.0/UDP",
@@ -269,11 +307,23 @@ mod tests {
     }
 
     #[test]
-    fn other_messages_are_not_answered() {
+    fn other_messages_are_handed_on_and_calls_answered() {
+        let invite = b"INVITE sip:bob@example.com SIP/2.0\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n\r\n";
+        let kept = Answer {
+            reply: None,
+            keep: true,
+        };
+        assert_eq!(answer_options(invite), kept);
+        assert_eq!(answer_options(&[0xff, 0xfe]), kept);
         assert_eq!(
-            answer_options(b"INVITE sip:bob@example.com SIP/2.0\r\n\r\n"),
-            None
+            answer_calls(b"ACK sip:bob@example.com SIP/2.0\r\n\r\n"),
+            kept
         );
-        assert_eq!(answer_options(&[0xff, 0xfe]), None);
+        let answer = answer_calls(invite);
+        assert!(answer.keep);
+        let reply = String::from_utf8(answer.reply.expect("a reply")).expect("text");
+        assert!(reply.starts_with("SIP/2.0 200 OK\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n"));
+        let response = answer_calls(b"SIP/2.0 180 Ringing\r\n\r\n");
+        assert_eq!(response, kept, "responses are not answered");
     }
 }

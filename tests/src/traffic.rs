@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::netns::{Netns, NetnsError};
+use crate::sipgen::Answer;
 
 /// The most datagrams one [`send_udp_from`] call sends; more is an error, not a truncation.
 pub const MAX_DATAGRAMS_PER_SEND: usize = 1_000_000;
@@ -149,6 +150,8 @@ fn force_receive_buffer(socket: &UdpSocket, bytes: usize) -> io::Result<()> {
 #[derive(Debug)]
 pub struct UdpReceiver {
     local: SocketAddr,
+    /// The same socket, for sending from the receiving address.
+    sender: UdpSocket,
     datagrams: Receiver<io::Result<Datagram>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -157,15 +160,19 @@ pub struct UdpReceiver {
 impl UdpReceiver {
     /// Binds `bind` inside `netns` and starts receiving immediately.
     pub fn bind(netns: &Netns, bind: SocketAddr) -> Result<UdpReceiver, TrafficError> {
-        Self::bind_answering(netns, bind, |_| None)
+        Self::bind_answering(netns, bind, |_| Answer {
+            reply: None,
+            keep: true,
+        })
     }
 
-    /// Like [`bind`](Self::bind), but a datagram for which `answer` returns a reply is
-    /// answered to its sender instead of being handed out (e.g. SIP OPTIONS pings).
+    /// Like [`bind`](Self::bind), but `answer` decides for each datagram whether a reply
+    /// goes back to its sender and whether the datagram is handed out (SIP OPTIONS pings
+    /// are answered and not handed out, for instance).
     pub fn bind_answering(
         netns: &Netns,
         bind: SocketAddr,
-        answer: fn(&[u8]) -> Option<Vec<u8>>,
+        answer: fn(&[u8]) -> Answer,
     ) -> Result<UdpReceiver, TrafficError> {
         let socket = netns.udp_socket(bind)?;
         let local = socket
@@ -179,6 +186,9 @@ impl UdpReceiver {
             .map_err(|source| TrafficError::Configure { local, source })?;
         force_receive_buffer(&socket, RECEIVE_BUFFER)
             .map_err(|source| TrafficError::Configure { local, source })?;
+        let sending = socket
+            .try_clone()
+            .map_err(|source| TrafficError::Configure { local, source })?;
         let (sender, datagrams) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = Arc::clone(&stop);
@@ -188,6 +198,7 @@ impl UdpReceiver {
             .map_err(|source| TrafficError::Thread { local, source })?;
         Ok(UdpReceiver {
             local,
+            sender: sending,
             datagrams,
             stop,
             thread: Some(thread),
@@ -197,6 +208,19 @@ impl UdpReceiver {
     /// The bound address (with the real port when bound to port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// Sends `payload` to `to` from the receiving socket, so that answers come back here.
+    pub fn send_to(&self, payload: &[u8], to: SocketAddr) -> Result<(), TrafficError> {
+        self.sender
+            .send_to(payload, to)
+            .map(drop)
+            .map_err(|source| TrafficError::Send {
+                index: 0,
+                from: self.local,
+                to,
+                source,
+            })
     }
 
     /// Returns the datagrams received so far and those arriving until `expected` have been
@@ -243,15 +267,18 @@ fn receive_loop(
     socket: &UdpSocket,
     sender: &mpsc::Sender<io::Result<Datagram>>,
     stop: &AtomicBool,
-    answer: fn(&[u8]) -> Option<Vec<u8>>,
+    answer: fn(&[u8]) -> Answer,
 ) {
     let mut buffer = vec![0u8; MAX_DATAGRAM];
     while !stop.load(Ordering::Relaxed) {
         let message = match socket.recv_from(&mut buffer) {
             Ok((len, peer)) => {
-                if let Some(reply) = answer(&buffer[..len]) {
+                let Answer { reply, keep } = answer(&buffer[..len]);
+                if let Some(reply) = reply {
                     // A lost reply is what the asker's retries or health checks are for.
                     let _ = socket.send_to(&reply, peer);
+                }
+                if !keep {
                     continue;
                 }
                 Ok(Datagram {

@@ -50,12 +50,16 @@ pub struct RunOptions {
 ///
 /// # Errors
 ///
-/// Every problem of the file, or every feature it uses that the data path lacks.
+/// Every problem of the file, every feature it uses that the data path lacks, and every
+/// kernel setting its NAT VIPs need that this machine lacks.
 pub fn load_config(path: &FsPath) -> anyhow::Result<Config> {
     let config = config::load(path, &SystemEnvironment).map_err(|errors| anyhow!("{errors}"))?;
-    let unsupported = support::unsupported(&config);
-    if !unsupported.is_empty() {
-        bail!("{}: {}", path.display(), unsupported.join("\n"));
+    let mut problems = support::unsupported(&config);
+    problems.extend(support::missing_nat_sysctls(&config, |key| {
+        std::fs::read_to_string(format!("/proc/sys/{}", key.replace('.', "/"))).ok()
+    }));
+    if !problems.is_empty() {
+        bail!("{}: {}", path.display(), problems.join("\n"));
     }
     Ok(config)
 }

@@ -5,7 +5,7 @@
 //! handles them, `check-config` and `run` refuse such a file with one clear line per VIP
 //! rather than attaching a program that would silently pass that traffic to the stack.
 
-use crate::config::{Config, Protocol};
+use crate::config::{Config, ForwardingMode, Protocol};
 
 /// One line per configured feature the data path cannot serve yet; empty when it can
 /// serve the whole file.
@@ -20,6 +20,39 @@ pub fn unsupported(config: &Config) -> Vec<String> {
         }
     }
     problems
+}
+
+/// One line per kernel setting that NAT mode needs and this machine lacks; empty when no
+/// VIP uses NAT. `read` returns the value of a sysctl, as `sysctl -n` prints it.
+///
+/// NAT needs the balancer to forward (`ip_forward`, IPv6 `forwarding`), and, for IPv4, to
+/// accept datagrams whose source is one of its own addresses (`accept_local`): an answer
+/// to a client the kernel has no neighbour entry for yet leaves XDP with the VIP as its
+/// source, for the stack to resolve the neighbour and forward it.
+pub fn missing_nat_sysctls(config: &Config, read: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    let nat: Vec<_> = config
+        .vips
+        .iter()
+        .filter(|vip| vip.mode == ForwardingMode::Nat)
+        .collect();
+    let mut wanted = Vec::new();
+    if nat.iter().any(|vip| vip.address.is_ipv4()) {
+        wanted.push("net.ipv4.ip_forward");
+        wanted.push("net.ipv4.conf.all.accept_local");
+    }
+    if nat.iter().any(|vip| vip.address.is_ipv6()) {
+        wanted.push("net.ipv6.conf.all.forwarding");
+    }
+    wanted
+        .into_iter()
+        .filter(|key| read(key).as_deref().map(str::trim) != Some("1"))
+        .map(|key| {
+            format!(
+                "NAT mode needs the sysctl {key} = 1 (it is {}); see the README, NAT mode",
+                read(key).map_or_else(|| "unreadable".to_owned(), |value| value.trim().to_owned())
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -58,5 +91,29 @@ mod tests {
         let problems = unsupported(&config);
         assert_eq!(problems.len(), 1, "{problems:?}");
         assert!(problems[0].contains("tcp"));
+    }
+
+    #[test]
+    fn nat_names_each_missing_sysctl() {
+        let nat = config("address = \"198.51.100.100\"\nport = 5080\nmode = \"nat\"");
+        let set = |key: &str| {
+            Some(
+                if key.ends_with("accept_local") {
+                    "0\n"
+                } else {
+                    "1\n"
+                }
+                .to_owned(),
+            )
+        };
+        let missing = missing_nat_sysctls(&nat, set);
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert!(missing[0].contains("net.ipv4.conf.all.accept_local = 1 (it is 0)"));
+        assert_eq!(
+            missing_nat_sysctls(&nat, |_| Some("1".to_owned())),
+            Vec::<String>::new()
+        );
+        let dsr = config("address = \"198.51.100.100\"\nport = 5080");
+        assert_eq!(missing_nat_sysctls(&dsr, |_| None), Vec::<String>::new());
     }
 }

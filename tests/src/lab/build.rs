@@ -53,10 +53,13 @@ const DSR_BACKEND_SYSCTLS: &[(&str, &str)] = &[
     ("net.ipv4.conf.all.arp_announce", "2"),
 ];
 
-/// Extra sysctls of the NAT balancer: it routes between the two segments.
+/// Extra sysctls of the NAT balancer: it routes between the two segments, and accepts
+/// datagrams whose source is its own VIP, which is what sipxdp hands its stack when a
+/// client's neighbour entry is still missing (see sipxdp's README, NAT mode).
 const ROUTER_SYSCTLS: &[(&str, &str)] = &[
     ("net.ipv4.ip_forward", "1"),
     ("net.ipv6.conf.all.forwarding", "1"),
+    ("net.ipv4.conf.all.accept_local", "1"),
 ];
 
 pub(super) fn build(kind: LabKind, config: &LabConfig) -> Result<Lab, LabError> {
