@@ -23,6 +23,7 @@ pub mod netns;
 pub mod privileges;
 pub mod process;
 pub mod reference_xdp;
+pub mod routed;
 pub mod sipgen;
 pub mod subnet;
 #[cfg(test)]

@@ -22,13 +22,15 @@ use clap::Parser;
 use sipxdp::dataplane::{Dataplane, LoadOptions};
 use sipxdp_common::{
     hash::xxh64_bytes,
-    maps::{Settings, table_entry},
+    maps::{DEFAULT_DIALOG_ENTRIES, Settings, VIP_NAT, table_entry},
     outcome::{Action, NO_VIP, Reason},
+    wire::{build::UdpFrame, ethernet},
 };
 use sipxdp_tests::{
-    fixture::{self, VIP_SLOT, backend_mac},
-    frames::{BALANCER_MAC, CLIENT, FrameSpec, VIP, udp_frame},
+    fixture::{self, VIP_SLOT, VIP_V6_SLOT, backend_mac},
+    frames::{BALANCER_MAC, CLIENT, CLIENT_V6, FrameSpec, VIP, VIP_V6, udp_frame},
     reference_xdp::ReferenceXdp,
+    routed,
     sipgen::{Call, Rng},
 };
 
@@ -53,6 +55,17 @@ const SCALING_BACKENDS: [u32; 3] = [2, 100, 1000];
 const TYPICAL_INVITE_LEN: usize = 900;
 /// Bytes of the long header section, blank line included.
 const LONG_HEADER_SECTION_LEN: usize = 1400;
+/// Targets of IPv6 and NAT: at most this many times the reference.
+const EXTENDED_TARGET_RATIO: f64 = 6.0;
+/// Target of a full dialog map: a remembered dialog costs at most this fraction more.
+const FULL_MAP_WITHIN: f64 = 0.15;
+const TYPICAL_INVITE: &str = "typical INVITE + SDP, Call-ID 5th header";
+const FULL_DIALOGS_INVITE: &str = "typical INVITE, dialog map full (2^20 calls)";
+const IPV6_INVITE: &str = "typical INVITE over IPv6";
+const NAT_INVITE: &str = "typical INVITE, NAT to its backend";
+const NAT_RETURN: &str = "200 OK from a NAT backend, source to the VIP";
+/// One-run calls per round of a [`Group::SingleRuns`] case.
+const SINGLE_RUNS: usize = 20_000;
 /// Repeats of the untimed warm-up run of each frame.
 const WARM_UP_REPEAT: u32 = 10_000;
 
@@ -85,12 +98,15 @@ struct Args {
 /// Where a frame should end up, checked once before it is timed.
 #[derive(Clone, Debug)]
 enum Verdict {
-    /// `XDP_TX` to the backend that owns this Call-ID in the published table.
-    Forwarded { call_id: String },
+    /// `XDP_TX` to the backend that owns this Call-ID in the published table, counted
+    /// under this VIP slot.
+    Forwarded { call_id: String, slot: u32 },
     /// `XDP_PASS`, untouched, counted under this VIP slot and reason.
     Passed { slot: u32, reason: Reason },
     /// `XDP_PASS` from the reference program, which counts nothing.
     Reference,
+    /// NAT mode: `XDP_REDIRECT` towards the next hop, counted under one of `reasons`.
+    Routed { reasons: Vec<Reason> },
 }
 
 /// Which table of the report a case belongs to.
@@ -98,6 +114,10 @@ enum Verdict {
 enum Group {
     /// One frame each of the kinds of traffic a VIP sees, with [`FIXTURE_BACKENDS`].
     Messages,
+    /// Frames that the program changes beyond their MACs (NAT), timed one run per
+    /// `BPF_PROG_TEST_RUN` call: repeat mode would run the program again on the frame it
+    /// rewrote, which takes another path. Each call starts from a fresh copy of the frame.
+    SingleRuns,
     /// The typical INVITE with a given number of backends behind the VIP.
     Backends(u32),
 }
@@ -108,14 +128,21 @@ struct Setup {
     backends: u32,
     /// `Settings::dialog_idle_ns`: 0 turns stickiness off.
     dialog_idle_ns: u64,
+    /// The VIPs in NAT mode, over the routed namespace's backends.
+    nat: bool,
+    /// The `DIALOGS` map filled with other calls' dialogs before timing.
+    full_dialogs: bool,
 }
 
 impl Setup {
-    /// The daemon's defaults: stickiness on with a one-hour idle timeout.
+    /// The daemon's defaults: direct server return, stickiness on with a one-hour idle
+    /// timeout.
     const fn with_backends(backends: u32) -> Self {
         Self {
             backends,
             dialog_idle_ns: 3_600_000_000_000,
+            nat: false,
+            full_dialogs: false,
         }
     }
 
@@ -124,7 +151,13 @@ impl Setup {
             0 => "stickiness off".to_owned(),
             ns => format!("dialogs idle after {} s", ns / 1_000_000_000),
         };
-        format!("{} backends, {stickiness}", self.backends)
+        let mode = if self.nat { "NAT" } else { "DSR" };
+        let full = if self.full_dialogs {
+            ", dialog map full"
+        } else {
+            ""
+        };
+        format!("{} backends, {mode}, {stickiness}{full}", self.backends)
     }
 }
 
@@ -169,7 +202,8 @@ struct Programs {
 
 impl Programs {
     /// Loads the reference and a sipxdp program for every distinct setup of `cases`, as
-    /// the daemon loads it (a `DIALOGS` map of the default million entries).
+    /// the daemon loads it (a `DIALOGS` map of the default million entries). Runs in the
+    /// routed namespace, for the NAT setups' FIB lookups.
     fn load(cases: &[Case]) -> Result<Self> {
         let reference = ReferenceXdp::load()?;
         let mut sipxdp: Vec<(Setup, Dataplane, Vec<u16>)> = Vec::new();
@@ -177,16 +211,25 @@ impl Programs {
             if sipxdp.iter().any(|(setup, _, _)| *setup == case.setup) {
                 continue;
             }
-            eprintln!("loading the XDP program: {}...", case.setup.describe());
+            let setup = case.setup;
+            eprintln!("loading the XDP program: {}...", setup.describe());
             let mut dataplane = Dataplane::load(&LoadOptions::default())
                 .context("loading the XDP program (is the kernel's BPF support available?)")?;
             let settings = Settings {
                 hash_seed: HASH_SEED,
-                dialog_idle_ns: case.setup.dialog_idle_ns,
+                dialog_idle_ns: setup.dialog_idle_ns,
+                nat_returns: u32::from(setup.nat),
                 ..Settings::default()
             };
-            let table = fixture::configure(&mut dataplane, &settings, 0, case.setup.backends)?;
-            sipxdp.push((case.setup, dataplane, table));
+            let flags = if setup.nat { VIP_NAT } else { 0 };
+            let table = fixture::configure(&mut dataplane, &settings, flags, setup.backends)?;
+            if setup.nat {
+                routed::prepare_nat(&mut dataplane, false)?;
+            }
+            if setup.full_dialogs {
+                fill_dialogs(&dataplane)?;
+            }
+            sipxdp.push((setup, dataplane, table));
         }
         Ok(Self { reference, sipxdp })
     }
@@ -228,7 +271,15 @@ fn run(args: &Args) -> Result<()> {
         );
     }
     check_privileges()?;
+    // NAT cases need routes and neighbours for the FIB; BPF_PROG_TEST_RUN runs programs in
+    // the calling thread's namespace.
+    let netns = routed::routed_namespace().context("creating the routed namespace")?;
+    netns
+        .enter_thread(|| measure_all(args))
+        .context("entering the routed namespace")?
+}
 
+fn measure_all(args: &Args) -> Result<()> {
     let cases = cases()?;
     let programs = Programs::load(&cases)?;
     for case in &cases {
@@ -303,6 +354,29 @@ fn cases() -> Result<Vec<Case>> {
         "the generated INVITE has no `Call-ID:` header"
     );
     let ok = call.ok(client, vip, 300);
+    let client_v6 = SocketAddr::new(IpAddr::V6(CLIENT_V6), 5062);
+    let vip_v6 = SocketAddr::new(IpAddr::V6(VIP_V6), VIP_PORT);
+    let invite_v6 = sized(TYPICAL_INVITE_LEN, |body| {
+        call.invite(client_v6, vip_v6, body)
+    })?;
+    let from_backend = UdpFrame {
+        ethernet: ethernet::Repr {
+            destination: routed::BACK_MAC,
+            source: routed::NEXT_HOP_MAC,
+            vlans: [None, None],
+            ethertype: 0,
+        },
+        source: routed::backend_address(0, false),
+        destination: client.ip(),
+        source_port: routed::BACKEND_PORT,
+        destination_port: client.port(),
+        payload: &ok,
+        ttl: 64,
+        identification: 0x4242,
+        ipv4_options: &[],
+    }
+    .to_bytes()
+    .map_err(|error| anyhow::anyhow!("building the backend's 200 OK: {error:?}"))?;
     let compact = Call {
         compact: true,
         ..call.clone()
@@ -325,7 +399,7 @@ fn cases() -> Result<Vec<Case>> {
     let case = |group, label, spec: &FrameSpec, payload: &[u8], verdict| Case {
         group,
         setup: match group {
-            Group::Messages => Setup::with_backends(FIXTURE_BACKENDS),
+            Group::Messages | Group::SingleRuns => Setup::with_backends(FIXTURE_BACKENDS),
             Group::Backends(count) => Setup::with_backends(count),
         },
         label,
@@ -337,9 +411,14 @@ fn cases() -> Result<Vec<Case>> {
     };
     let forwarded = || Verdict::Forwarded {
         call_id: call_id.to_owned(),
+        slot: VIP_SLOT,
     };
     let passed = |slot, reason| Verdict::Passed { slot, reason };
     let messages = Group::Messages;
+    let nat = Setup {
+        nat: true,
+        ..Setup::with_backends(FIXTURE_BACKENDS)
+    };
     let mut cases = vec![
         case(
             messages,
@@ -371,13 +450,7 @@ fn cases() -> Result<Vec<Case>> {
         ),
         Case {
             typical_invite: true,
-            ..case(
-                messages,
-                "typical INVITE + SDP, Call-ID 5th header",
-                &to_vip,
-                &invite,
-                forwarded(),
-            )
+            ..case(messages, TYPICAL_INVITE, &to_vip, &invite, forwarded())
         },
         case(messages, "200 OK + SDP", &to_vip, &ok, forwarded()),
         case(
@@ -413,6 +486,67 @@ fn cases() -> Result<Vec<Case>> {
                 &to_vip,
                 &invite,
                 forwarded(),
+            )
+        },
+        Case {
+            setup: Setup {
+                full_dialogs: true,
+                ..Setup::with_backends(FIXTURE_BACKENDS)
+            },
+            ..case(messages, FULL_DIALOGS_INVITE, &to_vip, &invite, forwarded())
+        },
+        case(
+            messages,
+            IPV6_INVITE,
+            &FrameSpec {
+                destination: IpAddr::V6(VIP_V6),
+                ..FrameSpec::default()
+            },
+            &invite_v6,
+            Verdict::Forwarded {
+                call_id: call_id.to_owned(),
+                slot: VIP_V6_SLOT,
+            },
+        ),
+        case(
+            Group::SingleRuns,
+            "reference: `return XDP_PASS` on the INVITE",
+            &to_vip,
+            &invite,
+            Verdict::Reference,
+        ),
+        case(
+            Group::SingleRuns,
+            "typical INVITE, direct server return",
+            &to_vip,
+            &invite,
+            forwarded(),
+        ),
+        Case {
+            setup: nat,
+            ..case(
+                Group::SingleRuns,
+                NAT_INVITE,
+                &to_vip,
+                &invite,
+                Verdict::Routed {
+                    reasons: vec![Reason::CallId, Reason::Dialog],
+                },
+            )
+        },
+        Case {
+            setup: nat,
+            payload_len: ok.len(),
+            header_len: find(&ok, b"\r\n\r\n").map(|end| end + 4),
+            frame: from_backend,
+            ..case(
+                Group::SingleRuns,
+                NAT_RETURN,
+                &to_vip,
+                &ok,
+                Verdict::Routed {
+                    reasons: vec![Reason::NatReturn],
+                },
             )
         },
     ];
@@ -535,19 +669,36 @@ fn verdict_name(verdict: &Verdict) -> String {
         Verdict::Forwarded { .. } => "XDP_TX".to_owned(),
         Verdict::Passed { reason, .. } => format!("XDP_PASS ({})", reason.name()),
         Verdict::Reference => "XDP_PASS".to_owned(),
+        Verdict::Routed { .. } => "XDP_REDIRECT".to_owned(),
     }
 }
 
 /// Runs `case` once and checks the action, the frame and the counter it bumps.
+/// Fills the program's `DIALOGS` map to its default size with calls of its own, each
+/// remembered by running a BYE through the program once.
+fn fill_dialogs(dataplane: &Dataplane) -> Result<()> {
+    eprintln!("filling the dialog map with {DEFAULT_DIALOG_ENTRIES} calls...");
+    let client = SocketAddr::new(IpAddr::V4(CLIENT), 5062);
+    let vip = SocketAddr::new(IpAddr::V4(VIP), VIP_PORT);
+    let mut rng = Rng::new(CALL_SEED ^ 1);
+    for _ in 0..DEFAULT_DIALOG_ENTRIES {
+        let bye = Call::random(&mut rng, 0).bye(client, vip);
+        let output = dataplane.test_run(&udp_frame(&FrameSpec::default(), &bye))?;
+        ensure!(output.action == XDP_TX, "a filling BYE was not forwarded");
+    }
+    Ok(())
+}
+
 fn check_verdict(programs: &Programs, case: &Case) -> Result<()> {
     let (slot, action, reasons) = match &case.verdict {
         // Placed by the table, or by the dialog an earlier frame of the call started.
-        Verdict::Forwarded { .. } => (
-            VIP_SLOT,
+        Verdict::Forwarded { slot, .. } => (
+            *slot,
             Action::Forwarded,
             vec![Reason::CallId, Reason::Dialog],
         ),
         Verdict::Passed { slot, reason } => (*slot, Action::Passed, vec![*reason]),
+        Verdict::Routed { reasons } => (VIP_SLOT, Action::Forwarded, reasons.clone()),
         // The reference program checks its own action on every run.
         Verdict::Reference => return programs.time_run(case, 1).map(drop),
     };
@@ -567,7 +718,7 @@ fn check_verdict(programs: &Programs, case: &Case) -> Result<()> {
         .test_run(&case.frame)
         .context("BPF_PROG_TEST_RUN of the frame")?;
     match &case.verdict {
-        Verdict::Forwarded { call_id } => {
+        Verdict::Forwarded { call_id, .. } => {
             ensure!(
                 output.action == XDP_TX,
                 "expected XDP_TX (forwarded to a backend), got {}; the VIP, backends or \
@@ -584,6 +735,13 @@ fn check_verdict(programs: &Programs, case: &Case) -> Result<()> {
                 output.frame == expected,
                 "the forwarded frame is not the input with the MACs of backend {backend} \
                  (the owner of Call-ID {call_id:?})"
+            );
+        }
+        Verdict::Routed { .. } => {
+            ensure!(
+                output.action == XDP_REDIRECT,
+                "expected XDP_REDIRECT (routed by NAT), got {}; is the routed namespace set up?",
+                action_name(output.action)
             );
         }
         Verdict::Passed { .. } | Verdict::Reference => {
@@ -611,6 +769,17 @@ fn check_verdict(programs: &Programs, case: &Case) -> Result<()> {
     Ok(())
 }
 
+/// The median of [`SINGLE_RUNS`] one-run timings of `case`, each on a fresh copy of its
+/// frame. A single run's time includes the kernel's clock reads around it, which the
+/// reference row pays too.
+fn median_single_run(programs: &Programs, case: &Case) -> Result<u64> {
+    let mut times = (0..SINGLE_RUNS)
+        .map(|_| programs.time_run(case, 1))
+        .collect::<Result<Vec<u64>>>()?;
+    times.sort_unstable();
+    Ok(times[times.len() / 2])
+}
+
 /// Times every case in interleaved rounds until `rounds` are done or the budget is spent.
 fn measure(programs: &Programs, cases: &[Case], args: &Args) -> Result<Vec<Timing>> {
     for case in cases {
@@ -636,9 +805,12 @@ fn measure(programs: &Programs, cases: &[Case], args: &Args) -> Result<Vec<Timin
         }
         eprint!("round {round}/{}:", args.rounds);
         for (case, timing) in cases.iter().zip(&mut timings) {
-            let ns = programs
-                .time_run(case, args.repeat)
-                .with_context(|| format!("timing `{}`", case.label))?;
+            let ns = if case.group == Group::SingleRuns {
+                median_single_run(programs, case)
+            } else {
+                programs.time_run(case, args.repeat)
+            }
+            .with_context(|| format!("timing `{}`", case.label))?;
             ensure!(
                 ns > 0,
                 "the kernel reported 0 ns per run for `{}`; use a larger --repeat",
@@ -740,22 +912,34 @@ struct Report<'a> {
 }
 
 impl Report<'_> {
-    /// The best time of the reference program.
-    fn reference(&self) -> u64 {
+    /// The best time of the reference program in `group`.
+    fn reference(&self, group: Group) -> u64 {
         self.measured()
-            .find(|(case, _)| matches!(case.verdict, Verdict::Reference))
+            .find(|(case, _)| case.group == group && matches!(case.verdict, Verdict::Reference))
             .map_or(0, |(_, timing)| timing.best())
+    }
+
+    /// The best time of the case labelled `label` in `group`, and its ratio to the group's
+    /// reference.
+    fn figure(&self, group: Group, label: &str) -> Option<(u64, f64)> {
+        self.measured()
+            .find(|(case, _)| case.group == group && case.label == label)
+            .map(|(_, timing)| {
+                let best = timing.best();
+                (best, ratio(best, self.reference(group)))
+            })
     }
 
     fn measured(&self) -> impl Iterator<Item = (&Case, &Timing)> {
         self.cases.iter().zip(self.timings)
     }
 
-    fn messages(&self) -> Table {
-        let reference = self.reference();
+    /// The cases of `group`, one row each.
+    fn frames(&self, group: Group) -> Table {
+        let reference = self.reference(group);
         let rows = self
             .measured()
-            .filter(|(case, _)| case.group == Group::Messages)
+            .filter(|(case, _)| case.group == group)
             .enumerate()
             .map(|(index, (case, timing))| {
                 let best = timing.best();
@@ -794,13 +978,13 @@ impl Report<'_> {
         self.measured()
             .filter_map(|(case, timing)| match case.group {
                 Group::Backends(count) => Some((count, timing)),
-                Group::Messages => None,
+                Group::Messages | Group::SingleRuns => None,
             })
             .collect()
     }
 
     fn backends(&self) -> Table {
-        let reference = self.reference();
+        let reference = self.reference(Group::Messages);
         let rows = self
             .scaling()
             .into_iter()
@@ -847,11 +1031,37 @@ impl Report<'_> {
         let met = |yes: bool| if yes { "met" } else { "NOT met" };
         let mut lines = Vec::new();
         if let Some((_, timing)) = self.measured().find(|(case, _)| case.typical_invite) {
-            let invite = ratio(timing.best(), self.reference());
+            let invite = ratio(timing.best(), self.reference(Group::Messages));
             lines.push(format!(
                 "target: the typical INVITE costs at most {TARGET_RATIO:.0}x the reference \
                  program: {} ({invite:.1}x)",
                 met(invite <= TARGET_RATIO)
+            ));
+        }
+        for (group, label) in [
+            (Group::Messages, IPV6_INVITE),
+            (Group::SingleRuns, NAT_INVITE),
+            (Group::SingleRuns, NAT_RETURN),
+        ] {
+            if let Some((_, times)) = self.figure(group, label) {
+                lines.push(format!(
+                    "target: {label} costs at most {EXTENDED_TARGET_RATIO:.0}x the reference \
+                     program: {} ({times:.1}x)",
+                    met(times <= EXTENDED_TARGET_RATIO)
+                ));
+            }
+        }
+        if let (Some((empty, _)), Some((full, _))) = (
+            self.figure(Group::Messages, TYPICAL_INVITE),
+            self.figure(Group::Messages, FULL_DIALOGS_INVITE),
+        ) {
+            let above = ratio(full, empty) - 1.0;
+            lines.push(format!(
+                "target: a remembered dialog costs the same within {:.0}% with the dialog map \
+                 full: {} ({:+.1}%)",
+                FULL_MAP_WITHIN * 100.0,
+                met(above <= FULL_MAP_WITHIN),
+                above * 100.0
             ));
         }
         let scaling = self.scaling();
@@ -883,7 +1093,10 @@ impl Report<'_> {
             println!("{line}");
         }
         println!();
-        self.messages().print_plain();
+        self.frames(Group::Messages).print_plain();
+        println!();
+        println!("Frames the program rewrites, one run per call (median of {SINGLE_RUNS}):");
+        self.frames(Group::SingleRuns).print_plain();
         println!();
         self.backends().print_plain();
         println!();
@@ -897,7 +1110,11 @@ impl Report<'_> {
             println!("- {line}");
         }
         println!();
-        self.messages().print_markdown();
+        self.frames(Group::Messages).print_markdown();
+        println!();
+        println!("Frames the program rewrites, one run per call (median of {SINGLE_RUNS}):");
+        println!();
+        self.frames(Group::SingleRuns).print_markdown();
         println!();
         self.backends().print_markdown();
         println!();
