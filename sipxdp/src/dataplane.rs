@@ -9,8 +9,9 @@ use aya::{
 };
 use sipxdp_common::{
     maps::{
-        Backend, Counter, MAGLEV_EMPTY, MAGLEV_TABLE_ENTRIES, MaglevTable, NatReturn, Settings,
-        VIP_PROBES, VIP_REMOVED_PROTOCOL, VIP_TABLE_ENTRIES, VipConfig, VipEntry, VipKey, names,
+        Backend, Counter, Dialog, DialogKey, MAGLEV_EMPTY, MAGLEV_TABLE_ENTRIES, MaglevTable,
+        NatReturn, Settings, VIP_PROBES, VIP_REMOVED_PROTOCOL, VIP_TABLE_ENTRIES, VipConfig,
+        VipEntry, VipKey, names,
     },
     outcome::{Action, Reason, counter_index},
 };
@@ -344,6 +345,21 @@ impl Dataplane {
             }
         }
         Ok(())
+    }
+
+    /// The dialog the program remembers under `key`, if any.
+    pub fn dialog(&self, key: &DialogKey) -> Result<Option<Dialog>, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(names::DIALOGS)
+            .ok_or(DataplaneError::MissingMap(names::DIALOGS))?;
+        let dialogs: HashMap<_, DialogKey, Dialog> =
+            HashMap::try_from(map).map_err(map_error("opening DIALOGS"))?;
+        match dialogs.get(key, 0) {
+            Ok(dialog) => Ok(Some(dialog)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(map_error("reading DIALOGS")(source)),
+        }
     }
 
     /// Makes datagrams from the NAT backend `key` leave with `value`'s VIP as their

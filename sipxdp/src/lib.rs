@@ -1,5 +1,6 @@
 //! The sipxdp control plane: loads the XDP program, fills its maps, and runs the daemon.
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod health;

@@ -5,6 +5,11 @@ use std::{path::PathBuf, process::ExitCode, time::Duration};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use sipxdp::{
+    config,
+    control::{
+        self,
+        protocol::{BackendAction, Request},
+    },
     daemon::{self, RunOptions},
     lookup,
     plan::{BackendRuntime, Health, Path, Slots, plan},
@@ -35,16 +40,84 @@ enum Command {
         /// The configuration file.
         config: PathBuf,
     },
-    /// Print which backend of a VIP a Call-ID goes to with every backend in service.
+    /// Print which backend of a VIP a Call-ID goes to now: its dialog's, or the running
+    /// daemon's table's (with `--offline`: the configuration's, every backend up).
     Hash {
-        /// The configuration file.
-        #[arg(long, short, default_value = "/etc/sipxdp/sipxdp.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        daemon: DaemonSocket,
+        /// Compute from the configuration file alone, without asking the daemon.
+        #[arg(long)]
+        offline: bool,
         /// The VIP's name (as in `status` and the metrics).
         vip: String,
         /// The Call-ID header's value.
         call_id: String,
     },
+    /// Print the running daemon's VIPs and backends: weights, states, health, latency and
+    /// packets forwarded.
+    Status {
+        #[command(flatten)]
+        daemon: DaemonSocket,
+    },
+    /// Change a backend's admin state in the running daemon until the next restart:
+    /// `drain` (no new calls, calls in progress stay), `disable` (no calls; calls in
+    /// progress move), `enable` (back to the configured state).
+    Backend {
+        #[command(flatten)]
+        daemon: DaemonSocket,
+        action: Action,
+        /// The VIP's name.
+        vip: String,
+        /// The backend's ADDRESS:PORT ([IPv6]:PORT), as configured.
+        backend: std::net::SocketAddr,
+    },
+    /// Make the running daemon apply its configuration file again (as SIGHUP does).
+    Reload {
+        #[command(flatten)]
+        daemon: DaemonSocket,
+    },
+}
+
+/// Where the running daemon listens.
+#[derive(clap::Args, Debug)]
+struct DaemonSocket {
+    /// The configuration file, which names the control socket.
+    #[arg(long, short, default_value = "/etc/sipxdp/sipxdp.toml")]
+    config: PathBuf,
+    /// The control socket, instead of the one the configuration names.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+impl DaemonSocket {
+    /// Sends `request` to the daemon and prints its answer.
+    fn ask(&self, request: &Request) -> anyhow::Result<()> {
+        let path = match &self.socket {
+            Some(path) => path.clone(),
+            None => {
+                config::load(&self.config, &config::SystemEnvironment)
+                    .map_err(|errors| anyhow::anyhow!("{errors}"))?
+                    .daemon
+                    .control_socket
+            }
+        };
+        match control::request(&path, request)? {
+            Ok(text) => {
+                if !text.is_empty() {
+                    println!("{text}");
+                }
+                Ok(())
+            }
+            Err(message) => anyhow::bail!("{message}"),
+        }
+    }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Action {
+    Drain,
+    Enable,
+    Disable,
 }
 
 fn main() -> ExitCode {
@@ -56,10 +129,33 @@ fn main() -> ExitCode {
         } => run(config, report_every),
         Command::CheckConfig { config } => check_config(&config),
         Command::Hash {
-            config,
+            daemon,
+            offline: true,
             vip,
             call_id,
-        } => hash(&config, &vip, &call_id),
+        } => hash(&daemon.config, &vip, &call_id),
+        Command::Hash {
+            daemon,
+            offline: false,
+            vip,
+            call_id,
+        } => daemon.ask(&Request::Hash { vip, call_id }),
+        Command::Status { daemon } => daemon.ask(&Request::Status),
+        Command::Backend {
+            daemon,
+            action,
+            vip,
+            backend,
+        } => daemon.ask(&Request::Backend {
+            action: match action {
+                Action::Drain => BackendAction::Drain,
+                Action::Enable => BackendAction::Enable,
+                Action::Disable => BackendAction::Disable,
+            },
+            vip,
+            backend,
+        }),
+        Command::Reload { daemon } => daemon.ask(&Request::Reload),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -145,10 +145,10 @@ impl DaemonLab {
             ));
         }
         text.push_str(&format!(
-            "[daemon]\nlog_level = \"info\"\ncontrol_socket = \"{dir}/control.sock\"\n\n\
+            "[daemon]\nlog_level = \"info\"\ncontrol_socket = \"{socket}\"\n\n\
              [metrics]\nlisten = \"off\"\n\n\
              [health_check]\ninterval = \"500ms\"\ntimeout = \"300ms\"\ndown_after = 2\nup_after = 1\n",
-            dir = self.directory.display(),
+            socket = self.control_socket().display(),
         ));
         let (mode, port) = match self.mode {
             Mode::Dsr => ("dsr", SIP_PORT),
@@ -215,6 +215,44 @@ impl DaemonLab {
         );
         self.daemon = Some(daemon);
         Ok(())
+    }
+
+    /// The daemon's control socket.
+    pub fn control_socket(&self) -> PathBuf {
+        self.directory.join("control.sock")
+    }
+
+    /// Runs `sipxdp ARGS --socket SOCKET`, as root or, with `uid`, as that user; returns
+    /// whether it succeeded and what it printed (stdout, or stderr on failure).
+    pub fn control(&self, args: &[&str], uid: Option<u32>) -> anyhow::Result<(bool, String)> {
+        let binary = sipxdp_binary()?;
+        let mut command = match uid {
+            Some(uid) => {
+                let mut setpriv = Command::new("setpriv");
+                setpriv
+                    .arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={uid}"))
+                    .arg("--clear-groups")
+                    .arg(&binary);
+                setpriv
+            }
+            None => Command::new(&binary),
+        };
+        let output = command
+            .args(args)
+            .arg("--socket")
+            .arg(self.control_socket())
+            .output()
+            .with_context(|| format!("running sipxdp {}", args.join(" ")))?;
+        let text = if output.status.success() {
+            &output.stdout
+        } else {
+            &output.stderr
+        };
+        Ok((
+            output.status.success(),
+            String::from_utf8_lossy(text).into_owned(),
+        ))
     }
 
     /// What the daemon logged so far.

@@ -2,6 +2,7 @@
 //! sends from one UDP socket and writes that socket's address into its requests.
 
 use std::{
+    collections::BTreeMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket},
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -14,7 +15,7 @@ use tokio::{
 
 use crate::{
     config::HealthCheckConfig,
-    health::{self, Event, Prober, Target},
+    health::{self, Event, Prober, Target, TargetStatus},
 };
 
 /// The running checkers and the events of all of them.
@@ -81,6 +82,23 @@ impl HealthChecks {
             }
         }
         Ok(())
+    }
+
+    /// Every target's status, from all checkers.
+    pub async fn snapshot(&self) -> anyhow::Result<BTreeMap<u32, TargetStatus>> {
+        let mut statuses = BTreeMap::new();
+        for (_, commands) in &self.checkers {
+            let (reply, answer) = oneshot::channel();
+            commands
+                .send(health::Command::Snapshot { reply })
+                .await
+                .context("asking the health checker")?;
+            let snapshot = answer.await.context("the health checker stopped")?;
+            for (target, status) in snapshot.targets {
+                statuses.insert(target.id, status);
+            }
+        }
+        Ok(statuses)
     }
 
     /// Starts a checker for `targets`, all of one family.

@@ -6,6 +6,7 @@
 //! a bad reload is logged and the running configuration stays in force.
 
 mod checks;
+mod control;
 mod paths;
 pub mod support;
 
@@ -26,9 +27,10 @@ use tokio::{
 use self::checks::HealthChecks;
 use crate::{
     config::{
-        self, Config, Environment as _, ForwardingMode, LogLevel, SystemEnvironment,
+        self, AdminState, Config, Environment as _, ForwardingMode, LogLevel, SystemEnvironment,
         XdpMode as ConfigXdpMode,
     },
+    control::{Connection, ControlSocket, protocol::Request},
     dataplane::{Dataplane, LoadOptions, XdpMode},
     health::{Event, Target},
     neighbor::{AsyncWatcher, DEFAULT_RESOLVE_TIMEOUT, Resolver, Watcher},
@@ -105,6 +107,9 @@ struct Daemon {
     plan: Plan,
     health: BTreeMap<BackendId, Health>,
     paths: BTreeMap<BackendId, Path>,
+    /// Operators' admin states (`sipxdp backend …`), over the configured ones; kept across
+    /// reloads while the backend stays in the file.
+    admin: BTreeMap<BackendId, AdminState>,
     tx_ports: BTreeSet<u32>,
     resolver: Resolver,
 }
@@ -115,9 +120,10 @@ impl Daemon {
     fn publish(&mut self) -> anyhow::Result<()> {
         let health = &self.health;
         let paths = &self.paths;
+        let admin = &self.admin;
         let next = plan(&self.config, &mut self.slots, |id| BackendRuntime {
             health: health.get(id).copied().unwrap_or(Health::Up),
-            admin: None,
+            admin: admin.get(id).copied(),
             path: paths.get(id).copied(),
         })?;
         for path in self.paths.values() {
@@ -197,6 +203,15 @@ impl Daemon {
         if kernel_settings(&config) != kernel_settings(&self.config) {
             self.dataplane.set_settings(&kernel_settings(&config))?;
         }
+        self.admin.retain(|id, _| {
+            config.vips.iter().any(|vip| {
+                vip.name == id.vip
+                    && vip
+                        .backends
+                        .iter()
+                        .any(|backend| backend.socket_address() == id.address)
+            })
+        });
         self.config = config;
         self.paths = paths;
         self.publish()
@@ -241,6 +256,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let config = load_config(&options.config)?;
     let mut resolver = Resolver::new(DEFAULT_RESOLVE_TIMEOUT)?;
     let paths = paths::resolve_all(&config, &mut resolver).map_err(joined)?;
+    // Bound before anything is attached: a second daemon stops here.
+    let control = ControlSocket::bind(&config.daemon.control_socket)?;
     let mut dataplane = Dataplane::load(&LoadOptions {
         log_level: kernel_log_level(config.daemon.kernel_log_level),
         verifier_statistics: true,
@@ -267,6 +284,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         plan: Plan::default(),
         health: BTreeMap::new(),
         paths,
+        admin: BTreeMap::new(),
         tx_ports: BTreeSet::new(),
         resolver,
     };
@@ -306,9 +324,32 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let mut report_timer = options
         .report_every
         .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
-    log::info!("running; SIGHUP reloads {}", options.config.display());
+    let (request_sender, mut requests) = mpsc::channel::<(Result<Request, String>, Connection)>(16);
+    log::info!(
+        "running; SIGHUP reloads {}; control socket {}",
+        options.config.display(),
+        daemon.config.daemon.control_socket.display()
+    );
     loop {
         tokio::select! {
+            accepted = control.accept() => match accepted {
+                Ok(mut connection) => {
+                    // Read in a task of its own: a slow client must not hold up the rest.
+                    let sender = request_sender.clone();
+                    tokio::spawn(async move {
+                        let request = connection.request().await;
+                        let _ = sender.send((request, connection)).await;
+                    });
+                }
+                Err(error) => log::warn!("control socket: {error}"),
+            },
+            Some((request, connection)) = requests.recv() => {
+                let answer = match request {
+                    Ok(request) => daemon.answer(request, &mut health_checks).await,
+                    Err(error) => Err(error),
+                };
+                tokio::spawn(connection.answer(answer));
+            }
             _ = terminate.recv() => break,
             _ = interrupt.recv() => break,
             _ = hangup.recv() => match daemon.reload() {

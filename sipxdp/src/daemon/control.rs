@@ -1,0 +1,205 @@
+//! What the daemon answers on its control socket (see `crate::control`).
+
+use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr, time::Duration};
+
+use sipxdp_common::{
+    hash::xxh64_bytes,
+    maps::{BACKEND_IN_SERVICE, DialogKey},
+};
+
+use super::{Daemon, checks::HealthChecks};
+use crate::{
+    config::{AdminState, ForwardingMode, Protocol},
+    control::protocol::{Answer, BackendAction, Request},
+    health::TargetStatus,
+    lookup,
+    plan::{BackendId, Health},
+};
+
+impl Daemon {
+    /// Carries out `request`. `checks` are the running health checkers, if any.
+    pub(super) async fn answer(
+        &mut self,
+        request: Request,
+        checks: &mut Option<HealthChecks>,
+    ) -> Answer {
+        match request {
+            Request::Status => {
+                let health = match checks {
+                    Some(checks) => checks.snapshot().await.map_err(|error| error.to_string())?,
+                    None => BTreeMap::new(),
+                };
+                self.status(&health).map_err(|error| format!("{error:#}"))
+            }
+            Request::Hash { vip, call_id } => self.hash(&vip, &call_id),
+            Request::Backend {
+                action,
+                vip,
+                backend,
+            } => self.set_admin(action, &vip, backend),
+            Request::Reload => {
+                self.reload().map_err(|error| format!("{error:#}"))?;
+                if let Some(checks) = checks {
+                    checks
+                        .set_targets(self.targets())
+                        .await
+                        .map_err(|error| format!("{error:#}"))?;
+                }
+                log::info!("reloaded {} (control socket)", self.config_path.display());
+                Ok(format!("reloaded {}", self.config_path.display()))
+            }
+        }
+    }
+
+    /// The backend a Call-ID goes to now: the one its dialog remembers, if any, else the
+    /// live table's choice.
+    fn hash(&self, vip: &str, call_id: &str) -> Answer {
+        let Some(config) = self.config.vips.iter().find(|config| config.name == vip) else {
+            let names: Vec<&str> = self
+                .config
+                .vips
+                .iter()
+                .map(|vip| vip.name.as_str())
+                .collect();
+            return Err(format!("no VIP named {vip:?}; the VIPs are {names:?}"));
+        };
+        let seed = self.config.daemon.hash_seed;
+        let hash = xxh64_bytes(call_id.trim_ascii().as_bytes(), seed);
+        let vip_slot = self
+            .slots
+            .vip(&crate::plan::vip_key(config))
+            .ok_or_else(|| format!("VIP {vip} has no slot"))?;
+        let key = DialogKey {
+            call_id_hash: hash,
+            vip_slot,
+            padding: 0,
+        };
+        // As the kernel decides: a dialog seen within the idle time, whose backend is in
+        // service and still the one it was placed on.
+        if let Ok(Some(dialog)) = self.dataplane.dialog(&key)
+            && coarse_now_ns().saturating_sub(dialog.last_seen_ns)
+                <= self.config.sticky.idle_timeout.as_nanos() as u64
+            && let Some(entry) = self.plan.backends.get(&dialog.backend_slot)
+            && entry.flags & BACKEND_IN_SERVICE != 0
+            && u32::from(entry.incarnation) == dialog.backend_incarnation
+            && let Some(backend) = self.slots.backend_at(dialog.backend_slot)
+        {
+            return Ok(format!("{} (its dialog's backend)", backend.address));
+        }
+        match lookup::backend_for(&self.plan, &self.slots, vip, call_id.as_bytes(), seed) {
+            Some(backend) => Ok(format!("{} (by the Maglev table)", backend.address)),
+            None => Err(format!("VIP {vip} has no backend in service")),
+        }
+    }
+
+    /// Sets or clears an operator's admin state for a backend and publishes the change.
+    fn set_admin(&mut self, action: BackendAction, vip: &str, backend: SocketAddr) -> Answer {
+        let id = BackendId {
+            vip: vip.to_owned(),
+            address: backend,
+        };
+        let configured = self
+            .config
+            .vips
+            .iter()
+            .filter(|config| config.name == vip)
+            .flat_map(|config| &config.backends)
+            .find(|config| config.socket_address() == backend)
+            .map(|config| config.state)
+            .ok_or_else(|| format!("VIP {vip} has no backend {backend}"))?;
+        let state = match action {
+            BackendAction::Drain => AdminState::Draining,
+            BackendAction::Disable => AdminState::Disabled,
+            BackendAction::Enable => configured,
+        };
+        if state == configured {
+            self.admin.remove(&id);
+        } else {
+            self.admin.insert(id, state);
+        }
+        self.publish().map_err(|error| format!("{error:#}"))?;
+        log::info!("backend {backend} of VIP {vip} is now {state:?} (control socket)");
+        Ok(format!(
+            "backend {backend} of VIP {vip}: {}",
+            state_name(state)
+        ))
+    }
+
+    /// VIPs and backends: address, weight, admin state, health, latency and the packets
+    /// forwarded to each.
+    fn status(&self, health: &BTreeMap<u32, TargetStatus>) -> anyhow::Result<String> {
+        let mut text = String::new();
+        for vip in &self.config.vips {
+            let protocol = match vip.protocol {
+                Protocol::Udp => "udp",
+                Protocol::Tcp => "tcp",
+            };
+            let mode = match vip.mode {
+                ForwardingMode::Dsr => "dsr",
+                ForwardingMode::Nat => "nat",
+            };
+            writeln!(
+                text,
+                "VIP {} {}/{protocol} mode {mode}",
+                vip.name,
+                SocketAddr::new(vip.address, vip.port)
+            )?;
+            writeln!(
+                text,
+                "  {:<40} {:>6} {:<9} {:<5} {:>10} {:>14}",
+                "BACKEND", "WEIGHT", "STATE", "UP", "LATENCY", "PACKETS"
+            )?;
+            for backend in &vip.backends {
+                let id = BackendId {
+                    vip: vip.name.clone(),
+                    address: backend.socket_address(),
+                };
+                let admin = self.admin.get(&id).copied().unwrap_or(backend.state);
+                let up = self.health.get(&id).copied().unwrap_or(Health::Up) == Health::Up;
+                let slot = self.slots.backend(&id);
+                let latency = slot
+                    .and_then(|slot| health.get(&slot))
+                    .and_then(|status| status.last_latency)
+                    .map_or_else(|| "-".to_owned(), format_latency);
+                let packets = match slot {
+                    Some(slot) => self.dataplane.backend_counter(slot)?.packets,
+                    None => 0,
+                };
+                writeln!(
+                    text,
+                    "  {:<40} {:>6} {:<9} {:<5} {:>10} {:>14}",
+                    id.address.to_string(),
+                    backend.weight,
+                    state_name(admin),
+                    if up { "yes" } else { "no" },
+                    latency,
+                    packets
+                )?;
+            }
+        }
+        Ok(text)
+    }
+}
+
+/// `CLOCK_MONOTONIC_COARSE` in nanoseconds: the clock the program stamps dialogs with.
+fn coarse_now_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid clock id and a pointer to a timespec that outlives the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+fn state_name(state: AdminState) -> &'static str {
+    match state {
+        AdminState::Active => "active",
+        AdminState::Draining => "draining",
+        AdminState::Disabled => "disabled",
+    }
+}
+
+fn format_latency(latency: Duration) -> String {
+    format!("{:.1} ms", latency.as_secs_f64() * 1_000.0)
+}

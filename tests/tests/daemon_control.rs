@@ -1,0 +1,128 @@
+//! The running daemon's control socket, through the `sipxdp` command line: `status`,
+//! `hash` agreeing with where calls actually went, `backend drain|enable` moving only new
+//! calls under a steady stream without losing a datagram, `reload`, and a socket that
+//! refuses anyone but root.
+
+use std::net::{IpAddr, SocketAddr};
+
+use sipxdp_tests::{
+    daemon_lab::DaemonLab,
+    delivery::dialogs_by_backend,
+    require_privileges,
+    sipgen::{Call, Rng},
+};
+
+/// The user `nobody`.
+const NOBODY: u32 = 65_534;
+
+fn calls(seed: u64, count: usize) -> Vec<Call> {
+    let mut rng = Rng::new(seed);
+    (0..count).map(|_| Call::random(&mut rng, 25)).collect()
+}
+
+#[test]
+fn operators_steer_the_running_daemon_through_its_control_socket() {
+    if !require_privileges("operators_steer_the_running_daemon_through_its_control_socket") {
+        return;
+    }
+    let lab = DaemonLab::start(&[1, 1, 1]).expect("the lab");
+    let client = SocketAddr::new(IpAddr::V4(lab.lab().client().iface().ipv4()), 5400);
+    let backend = |number: usize| lab.lab().backends()[number - 1].iface().ipv4();
+
+    // `hash` names the backend each call went to.
+    let first = calls(1, 300);
+    let received = lab.send_dialogs(client, &first).expect("dialogs");
+    let (backends_of, _) = dialogs_by_backend(&received);
+    for call in first.iter().take(30) {
+        let (ok, answer) = lab
+            .control(&["hash", "lab", &call.call_id], None)
+            .expect("sipxdp hash");
+        assert!(ok, "{answer}");
+        let went = backends_of[call.call_id.as_str()]
+            .first()
+            .copied()
+            .expect("a backend");
+        assert!(
+            answer.starts_with(&format!("{}:5060", backend(went))),
+            "{} went to backend {went}; hash says {answer}",
+            call.call_id
+        );
+    }
+
+    // `status` lists every backend with the packets it got.
+    let (ok, status) = lab.control(&["status"], None).expect("sipxdp status");
+    assert!(ok, "{status}");
+    println!("sipxdp status:\n{status}");
+    for number in 1..=3 {
+        let line = status
+            .lines()
+            .find(|line| {
+                line.trim_start()
+                    .starts_with(&format!("{}:5060", backend(number)))
+            })
+            .unwrap_or_else(|| panic!("backend {number} in:\n{status}"));
+        let packets: u64 = line
+            .split_whitespace()
+            .last()
+            .and_then(|count| count.parse().ok())
+            .expect("a packet count");
+        assert!(packets > 0, "{line}");
+        assert!(line.contains("active") && line.contains("yes"), "{line}");
+    }
+
+    // Draining backend 2: calls in progress keep it, new calls avoid it, nothing is lost
+    // (every window of the stream must arrive whole).
+    let ongoing = calls(2, 600);
+    let client = SocketAddr::new(client.ip(), 5401);
+    let invites: Vec<Vec<u8>> = ongoing
+        .iter()
+        .map(|call| call.invite(client, lab.vip(), 200))
+        .collect();
+    let before = lab.send(client, lab.vip(), &invites).expect("INVITEs");
+    let target = format!("{}:5060", backend(2));
+    let (ok, answer) = lab
+        .control(&["backend", "drain", "lab", &target], None)
+        .expect("sipxdp backend drain");
+    assert!(ok && answer.contains("draining"), "{answer}");
+    let byes: Vec<Vec<u8>> = ongoing
+        .iter()
+        .map(|call| call.bye(client, lab.vip()))
+        .collect();
+    let after = lab.send(client, lab.vip(), &byes).expect("BYEs");
+    let (ongoing_before, _) = dialogs_by_backend(&before);
+    let (ongoing_after, _) = dialogs_by_backend(&after);
+    assert_eq!(ongoing_before, ongoing_after, "no call in progress moved");
+    assert!(ongoing_before.values().any(|set| set.contains(&2)));
+    let fresh = lab
+        .send_dialogs(SocketAddr::new(client.ip(), 5402), &calls(3, 600))
+        .expect("new calls");
+    assert!(
+        fresh.iter().all(|message| message.backend != 2),
+        "draining takes no new calls"
+    );
+    let (_, status) = lab.control(&["status"], None).expect("status");
+    assert!(status.contains("draining"), "{status}");
+
+    // Enabling it again gives it new calls.
+    let (ok, answer) = lab
+        .control(&["backend", "enable", "lab", &target], None)
+        .expect("sipxdp backend enable");
+    assert!(ok && answer.contains("active"), "{answer}");
+    let again = lab
+        .send_dialogs(SocketAddr::new(client.ip(), 5403), &calls(4, 600))
+        .expect("calls");
+    assert!(again.iter().any(|message| message.backend == 2));
+
+    // Mistakes are refused with a reason; `reload` answers.
+    let (ok, answer) = lab
+        .control(&["backend", "drain", "lab", "203.0.113.9:5060"], None)
+        .expect("sipxdp backend");
+    assert!(!ok && answer.contains("has no backend"), "{answer}");
+    let (ok, answer) = lab.control(&["reload"], None).expect("sipxdp reload");
+    assert!(ok && answer.contains("reloaded"), "{answer}");
+
+    // Only root may use the socket.
+    let (ok, answer) = lab.control(&["status"], Some(NOBODY)).expect("as nobody");
+    assert!(!ok, "{answer}");
+    assert!(answer.contains("only for its owner"), "{answer}");
+}
