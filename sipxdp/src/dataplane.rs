@@ -1,11 +1,19 @@
 //! The loaded kernel program and its maps: the only module that talks to aya.
 
-use std::os::fd::AsFd as _;
+use std::{
+    fs,
+    os::fd::AsFd as _,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader, VerifierLogLevel,
     maps::{Array, HashMap, MapError, PerCpuArray, xdp::DevMapHash},
-    programs::{ProgramError, TestRun, TestRunOptions, Xdp},
+    programs::{
+        ProgramError, TestRun, TestRunOptions, Xdp,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
 };
 use sipxdp_common::{
     maps::{
@@ -72,6 +80,8 @@ pub enum DataplaneError {
     VipTableFull(VipKey),
     #[error("VIP {0:?} is not configured")]
     UnknownVip(VipKey),
+    #[error("pinning on bpffs at {}: {reason} (is it on a bpf filesystem?)", path.display())]
+    Pin { path: PathBuf, reason: String },
 }
 
 fn map_error(what: impl Into<String>) -> impl FnOnce(MapError) -> DataplaneError {
@@ -80,7 +90,7 @@ fn map_error(what: impl Into<String>) -> impl FnOnce(MapError) -> DataplaneError
 }
 
 /// How to load the program.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     /// Highest aya-log level the program emits (`None`: no logs). Disabled levels cost
     /// nothing: the verifier removes the code of a disabled log statement.
@@ -92,6 +102,107 @@ pub struct LoadOptions {
     pub dialog_entries: Option<u32>,
     /// Entries of the `FRAGMENTS` map (`None`: `DEFAULT_FRAGMENT_ENTRIES`).
     pub fragment_entries: Option<u32>,
+    /// Where the stateful maps are pinned (`None`: not pinned). Maps already pinned there
+    /// are reused, so a new daemon takes over the tables, dialogs and counters of the one
+    /// before.
+    pub pins: Option<Pins>,
+}
+
+/// What the daemon pins on bpffs so that traffic keeps flowing while no daemon runs:
+/// the maps that hold state, and one XDP link per interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pins {
+    root: PathBuf,
+}
+
+/// Version of the pinned maps' layouts: a release that changes a map's key or value
+/// layout raises it, so that it pins fresh maps beside the old ones instead of reusing
+/// maps it would misread.
+const PINNED_LAYOUT: u32 = 1;
+
+/// The maps that outlive the daemon. The per-CPU scratch maps hold nothing between
+/// packets and are not pinned.
+const PINNED_MAPS: [&str; 10] = [
+    names::VIPS,
+    names::BACKENDS,
+    names::MAGLEV,
+    names::TX_PORTS,
+    names::SETTINGS,
+    names::COUNTERS,
+    names::BACKEND_COUNTERS,
+    names::DIALOGS,
+    names::FRAGMENTS,
+    names::NAT_RETURNS,
+];
+
+impl Pins {
+    /// Pins under the bpffs directory `root`.
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+        }
+    }
+
+    fn maps(&self) -> PathBuf {
+        self.root.join(format!("maps-v{PINNED_LAYOUT}"))
+    }
+
+    fn link(&self, interface: &str) -> PathBuf {
+        self.root.join(format!("link-{interface}"))
+    }
+
+    /// The interfaces with a pinned link.
+    pub fn linked_interfaces(&self) -> Vec<String> {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut interfaces: Vec<String> = entries
+            .flatten()
+            .filter_map(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|name| name.strip_prefix("link-"))
+                    .map(str::to_owned)
+            })
+            .collect();
+        interfaces.sort();
+        interfaces
+    }
+
+    /// Detaches every pinned link and removes every pin: what `sipxdp detach` does.
+    /// Returns the interfaces detached.
+    pub fn remove_all(&self) -> Result<Vec<String>, DataplaneError> {
+        let interfaces = self.linked_interfaces();
+        for interface in &interfaces {
+            let path = self.link(interface);
+            let pinned = PinnedLink::from_pin(&path).map_err(|source| DataplaneError::Pin {
+                path: path.clone(),
+                reason: source.to_string(),
+            })?;
+            // Unpinned and dropped, the link's last reference goes and XDP detaches.
+            drop(pinned.unpin().map_err(|source| DataplaneError::Pin {
+                path,
+                reason: source.to_string(),
+            })?);
+        }
+        if self.root.exists() {
+            fs::remove_dir_all(&self.root).map_err(|source| DataplaneError::Pin {
+                path: self.root.clone(),
+                reason: source.to_string(),
+            })?;
+        }
+        Ok(interfaces)
+    }
+}
+
+/// How `attach` attached the program to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attachment {
+    /// A new XDP link.
+    Attached,
+    /// The program replaced the one in the link a previous daemon pinned, in one step.
+    Adopted,
 }
 
 /// The result of running the program once on a frame with `BPF_PROG_TEST_RUN`.
@@ -122,6 +233,16 @@ impl Dataplane {
         }
         if let Some(entries) = options.fragment_entries {
             loader.map_max_entries(names::FRAGMENTS, entries);
+        }
+        let maps_dir = options.pins.as_ref().map(Pins::maps);
+        if let Some(directory) = &maps_dir {
+            fs::create_dir_all(directory).map_err(|source| DataplaneError::Pin {
+                path: directory.clone(),
+                reason: source.to_string(),
+            })?;
+            for name in PINNED_MAPS {
+                loader.map_pin_path(name, directory.join(name));
+            }
         }
         let mut ebpf = loader
             .load(PROGRAM_OBJECT)
@@ -167,17 +288,58 @@ impl Dataplane {
 
     /// Attaches the program to `interface`; it stays attached until the `Dataplane` is
     /// dropped.
-    pub fn attach(&mut self, interface: &str, mode: XdpMode) -> Result<(), DataplaneError> {
+    pub fn attach(
+        &mut self,
+        interface: &str,
+        mode: XdpMode,
+        pins: Option<&Pins>,
+    ) -> Result<Attachment, DataplaneError> {
+        let attach_error = |source| DataplaneError::Attach {
+            interface: interface.to_owned(),
+            mode,
+            source,
+        };
+        let pin_error = |path: &Path| {
+            let path = path.to_owned();
+            move |source: &dyn std::fmt::Display| DataplaneError::Pin {
+                path,
+                reason: source.to_string(),
+            }
+        };
         let name = std::ffi::CString::new(interface)
             .map_err(|_| DataplaneError::InterfaceName(interface.to_owned()))?;
-        self.program_mut()?
-            .attach(name.as_c_str(), mode)
-            .map(|_| ())
-            .map_err(|source| DataplaneError::Attach {
-                interface: interface.to_owned(),
-                mode,
-                source,
-            })
+        let program = self.program_mut()?;
+        let Some(pins) = pins else {
+            return program
+                .attach(name.as_c_str(), mode)
+                .map(|_| Attachment::Attached)
+                .map_err(attach_error);
+        };
+        let path = pins.link(interface);
+        let (link, attachment) = if path.exists() {
+            // Unpinned only for as long as the replacement takes; the link, held by this
+            // process meanwhile, stays attached throughout.
+            let pinned = PinnedLink::from_pin(&path).map_err(|e| pin_error(&path)(&e))?;
+            let link = pinned.unpin().map_err(|e| pin_error(&path)(&e))?;
+            let link = XdpLink::try_from(link).map_err(|e| pin_error(&path)(&e))?;
+            let id = program.attach_to_link(link).map_err(attach_error)?;
+            (
+                program.take_link(id).map_err(attach_error)?,
+                Attachment::Adopted,
+            )
+        } else {
+            let id = program
+                .attach(name.as_c_str(), mode)
+                .map_err(attach_error)?;
+            (
+                program.take_link(id).map_err(attach_error)?,
+                Attachment::Attached,
+            )
+        };
+        // Netlink XDP attachments (kernels before 5.9) are no links and cannot be pinned.
+        let link = FdLink::try_from(link).map_err(|e| pin_error(&path)(&e))?;
+        link.pin(&path).map_err(|e| pin_error(&path)(&e))?;
+        Ok(attachment)
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, DataplaneError> {
@@ -257,6 +419,22 @@ impl Dataplane {
         self.vips()?
             .set(index, &tombstone, 0)
             .map_err(map_error("removing a VIP"))
+    }
+
+    /// The highest backend incarnation in `BACKENDS`: 0 in fresh maps, a previous
+    /// daemon's in pinned ones.
+    pub fn highest_incarnation(&self) -> Result<u16, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(names::BACKENDS)
+            .ok_or(DataplaneError::MissingMap(names::BACKENDS))?;
+        let backends: Array<_, Backend> =
+            Array::try_from(map).map_err(map_error("opening BACKENDS"))?;
+        let mut highest = 0;
+        for backend in backends.iter() {
+            highest = highest.max(backend.map_err(map_error("reading BACKENDS"))?.incarnation);
+        }
+        Ok(highest)
     }
 
     /// Writes a backend slot.

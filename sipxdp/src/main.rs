@@ -11,6 +11,7 @@ use sipxdp::{
         protocol::{BackendAction, Request},
     },
     daemon::{self, RunOptions},
+    dataplane::Pins,
     lookup,
     plan::{BackendRuntime, Health, Path, Slots, plan},
 };
@@ -73,6 +74,12 @@ enum Command {
     },
     /// Make the running daemon apply its configuration file again (as SIGHUP does).
     Reload {
+        #[command(flatten)]
+        daemon: DaemonSocket,
+    },
+    /// Remove what a stopped daemon left attached and pinned: every XDP link and map
+    /// under the configuration's `pin_path`. Traffic then goes to the kernel's stack.
+    Detach {
         #[command(flatten)]
         daemon: DaemonSocket,
     },
@@ -156,6 +163,7 @@ fn main() -> ExitCode {
             backend,
         }),
         Command::Reload { daemon } => daemon.ask(&Request::Reload),
+        Command::Detach { daemon } => detach(&daemon),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -182,6 +190,35 @@ fn run(config: PathBuf, report_every: u64) -> anyhow::Result<()> {
         config,
         report_every: (report_every > 0).then(|| Duration::from_secs(report_every)),
     }))
+}
+
+fn detach(daemon: &DaemonSocket) -> anyhow::Result<()> {
+    let config = config::load(&daemon.config, &config::SystemEnvironment)
+        .map_err(|errors| anyhow::anyhow!("{errors}"))?;
+    let socket = daemon
+        .socket
+        .clone()
+        .unwrap_or_else(|| config.daemon.control_socket.clone());
+    anyhow::ensure!(
+        control::request(&socket, &Request::Status).is_err(),
+        "sipxdp is running (it answers on {}); stop it first, or it would attach again",
+        socket.display()
+    );
+    let pins = Pins::new(&config.daemon.pin_path);
+    let interfaces = pins.remove_all()?;
+    if interfaces.is_empty() {
+        println!(
+            "nothing was pinned under {}",
+            config.daemon.pin_path.display()
+        );
+    } else {
+        println!(
+            "detached from {} and removed the pins under {}",
+            interfaces.join(", "),
+            config.daemon.pin_path.display()
+        );
+    }
+    Ok(())
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {

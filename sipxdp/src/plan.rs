@@ -76,8 +76,9 @@ pub struct BackendRuntime {
 pub struct Slots {
     vips: BTreeMap<VipKey, u32>,
     backends: BTreeMap<BackendId, u32>,
-    /// How many times each backend slot has been handed out, wrapping.
+    /// How many times each backend slot has been handed out, wrapping, over the base.
     incarnations: BTreeMap<u32, u16>,
+    incarnation_base: u16,
 }
 
 impl Slots {
@@ -109,9 +110,21 @@ impl Slots {
         Some(given)
     }
 
+    /// No slots handed out yet; incarnations continue above `highest`, the highest one a
+    /// previous daemon left in the pinned maps.
+    pub fn continuing_from(highest: u16) -> Self {
+        Self {
+            incarnation_base: highest,
+            ..Self::default()
+        }
+    }
+
     /// The incarnation of a backend slot: changes each time the slot changes hands.
     pub fn incarnation(&self, slot: u32) -> u16 {
-        self.incarnations.get(&slot).copied().unwrap_or(0)
+        self.incarnations
+            .get(&slot)
+            .copied()
+            .unwrap_or(self.incarnation_base)
     }
 
     /// The backend holding `slot`, if the last plan gave it to one.
@@ -196,7 +209,8 @@ pub fn plan(
     let given = Slots::assign(&mut slots.backends, &backend_ids, MAX_BACKENDS)
         .ok_or(PlanError::TooManyBackends)?;
     for slot in given {
-        let incarnation = slots.incarnations.entry(slot).or_default();
+        let base = slots.incarnation_base;
+        let incarnation = slots.incarnations.entry(slot).or_insert(base);
         *incarnation = incarnation.wrapping_add(1);
     }
 

@@ -145,10 +145,12 @@ impl DaemonLab {
             ));
         }
         text.push_str(&format!(
-            "[daemon]\nlog_level = \"info\"\ncontrol_socket = \"{socket}\"\n\n\
+            "[daemon]\nlog_level = \"info\"\ncontrol_socket = \"{socket}\"\n\
+             pin_path = \"{pins}\"\n\n\
              [metrics]\nlisten = \"off\"\n\n\
              [health_check]\ninterval = \"500ms\"\ntimeout = \"300ms\"\ndown_after = 2\nup_after = 1\n",
             socket = self.control_socket().display(),
+            pins = self.pin_path().display(),
         ));
         let (mode, port) = match self.mode {
             Mode::Dsr => ("dsr", SIP_PORT),
@@ -201,6 +203,7 @@ impl DaemonLab {
                 return true;
             }
             self.attachment().is_ok_and(|state| state == Some(true))
+                && self.daemon_log().contains("running;")
         });
         if let Some(status) = exited {
             bail!(
@@ -215,6 +218,40 @@ impl DaemonLab {
         );
         self.daemon = Some(daemon);
         Ok(())
+    }
+
+    /// Where the daemon pins its program's link and maps: a bpffs directory of this
+    /// process's own, removed when the lab is dropped.
+    pub fn pin_path(&self) -> PathBuf {
+        PathBuf::from(format!("/sys/fs/bpf/sipxdp-lab-{}", std::process::id()))
+    }
+
+    /// Runs `sipxdp detach` in the balancer's namespace: removes what a stopped daemon
+    /// left attached and pinned. Returns what it printed.
+    pub fn detach(&self) -> anyhow::Result<String> {
+        let binary = sipxdp_binary()?;
+        let output = self.lab.balancer().netns().run(&[
+            binary.to_str().context("a UTF-8 path")?,
+            "detach",
+            "--config",
+            self.config_path().to_str().context("a UTF-8 path")?,
+        ])?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Kills the daemon with SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill_daemon(&mut self) -> anyhow::Result<()> {
+        let mut daemon = self.daemon.take().context("the daemon is not running")?;
+        let child = daemon.child_mut();
+        child.kill().context("killing sipxdp")?;
+        child.wait().context("reaping sipxdp")?;
+        Ok(())
+    }
+
+    /// Starts the daemon again from the same configuration.
+    pub fn restart_daemon(&mut self) -> anyhow::Result<()> {
+        ensure!(self.daemon.is_none(), "the daemon is still running");
+        self.start_daemon()
     }
 
     /// The daemon's control socket.
@@ -385,6 +422,10 @@ impl Drop for DaemonLab {
     fn drop(&mut self) {
         if let Some(daemon) = self.daemon.take() {
             let _ = daemon.terminate(Duration::from_secs(5));
+        }
+        // The pins live in the host's bpffs, not in the lab's namespaces.
+        if self.detach().is_err() {
+            let _ = fs::remove_dir_all(self.pin_path());
         }
         let _ = fs::remove_dir_all(&self.directory);
     }

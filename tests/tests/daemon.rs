@@ -1,6 +1,7 @@
 //! The real `sipxdp` binary: refusing bad configurations before touching anything,
 //! balancing real dialogs from a configuration, health checks moving calls off a dead
-//! backend, reload on SIGHUP, and leaving nothing attached when it stops.
+//! backend, reload on SIGHUP, staying pinned when it stops and `sipxdp detach` leaving
+//! nothing attached.
 
 use std::{
     net::{IpAddr, SocketAddr},
@@ -63,7 +64,15 @@ fn run_refuses_a_broken_config_and_attaches_nothing() {
     let (status, _) = {
         let mut lab = lab;
         let stopped = lab.stop_daemon().expect("stopping");
-        assert!(!lab.attached().expect("link state"), "detached on SIGTERM");
+        assert!(
+            lab.attached().expect("link state"),
+            "still attached after SIGTERM"
+        );
+        lab.detach().expect("sipxdp detach");
+        assert!(
+            !lab.attached().expect("link state"),
+            "detached by sipxdp detach"
+        );
         text.push_str("\n[[vips.backends]]\naddress = \"198.51.100.21\"\nweight = -1\n");
         std::fs::write(lab.config_path(), &text).expect("writing");
         let output = lab
@@ -143,13 +152,18 @@ fn the_daemon_balances_dialogs_and_follows_health_and_reloads() {
         "weight 0 takes no new calls and backend 3 is down"
     );
 
-    // 4. SIGTERM detaches and prints counters that match what was sent, exactly.
+    // 4. SIGTERM prints counters that match what was sent, exactly, and leaves the
+    //    program pinned; `sipxdp detach` removes it.
     let (status, counters) = lab.stop_daemon().expect("stopping");
     assert!(status.success(), "{status}");
+    assert!(lab.attached().expect("link state"), "pinned after SIGTERM");
+    let detached = lab.detach().expect("sipxdp detach");
+    assert!(detached.contains("detached from"), "{detached}");
     assert!(
         !lab.attached().expect("link state"),
         "nothing left attached"
     );
+    assert!(!lab.pin_path().exists(), "no pins left");
     let sent = received.len() + after.len() + weighted.len();
     assert_eq!(forwarded(&counters, "lab"), sent as u64, "{counters}");
     assert_eq!(counted(&counters, "lab", "passed", "no_backend"), None);

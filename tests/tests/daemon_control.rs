@@ -126,3 +126,50 @@ fn operators_steer_the_running_daemon_through_its_control_socket() {
     assert!(!ok, "{answer}");
     assert!(answer.contains("only for its owner"), "{answer}");
 }
+
+#[test]
+fn traffic_flows_through_a_crash_and_a_restart_of_the_daemon() {
+    if !require_privileges("traffic_flows_through_a_crash_and_a_restart_of_the_daemon") {
+        return;
+    }
+    let mut lab = DaemonLab::start(&[1, 1, 1]).expect("the lab");
+    let client = SocketAddr::new(IpAddr::V4(lab.lab().client().iface().ipv4()), 5500);
+    let dialogs = calls(5, 900);
+    let (first, rest) = dialogs.split_at(300);
+    let (second, third) = rest.split_at(300);
+
+    // Every window of each stream must arrive whole: zero loss, or `send` fails.
+    let before = lab.send_dialogs(client, first).expect("before the crash");
+    lab.kill_daemon().expect("kill -9");
+    assert!(
+        lab.attached().expect("link state"),
+        "the pinned program stays"
+    );
+    let orphaned = lab
+        .send_dialogs(SocketAddr::new(client.ip(), 5501), second)
+        .expect("while no daemon runs");
+    lab.restart_daemon().expect("a new daemon");
+    assert!(
+        lab.daemon_log().contains("took over the pinned XDP link"),
+        "{}",
+        lab.daemon_log()
+    );
+    let after = lab
+        .send_dialogs(SocketAddr::new(client.ip(), 5502), third)
+        .expect("after the restart");
+    let (ok, answer) = lab.control(&["reload"], None).expect("reload");
+    assert!(ok, "{answer}");
+    let reloaded = lab
+        .send_dialogs(SocketAddr::new(client.ip(), 5503), first)
+        .expect("after a reload");
+
+    // The restarted daemon took over the maps: every call of the first stream, sent
+    // again, reaches the backend it reached before the crash.
+    let (old, _) = dialogs_by_backend(&before);
+    let (new, _) = dialogs_by_backend(&reloaded);
+    assert_eq!(old, new);
+    for received in [&orphaned, &after] {
+        let (backends_of, _) = dialogs_by_backend(received);
+        assert!(backends_of.values().all(|set| set.len() == 1));
+    }
+}

@@ -75,7 +75,7 @@ impl Balancer {
                 dataplane
                     .set_vip(&key, &VipConfig::default())
                     .expect("the VIP");
-                dataplane.attach(&interface, mode).expect("attaching");
+                dataplane.attach(&interface, mode, None).expect("attaching");
                 dataplane
             })
             .expect("in the balancer's namespace");
@@ -252,7 +252,7 @@ fn changing_the_backend_set_moves_only_the_share_that_must_move() {
         .enter_thread(move || {
             let mut dataplane = Dataplane::load(&fixture::load_options()).expect("loading");
             dataplane
-                .attach(&switch_end, XdpMode::Driver)
+                .attach(&switch_end, XdpMode::Driver, None)
                 .expect("attaching to the switch's end");
             dataplane
         })

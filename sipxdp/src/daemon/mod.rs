@@ -31,7 +31,7 @@ use crate::{
         XdpMode as ConfigXdpMode,
     },
     control::{Connection, ControlSocket, protocol::Request},
-    dataplane::{Dataplane, LoadOptions, XdpMode},
+    dataplane::{Attachment, Dataplane, LoadOptions, Pins, XdpMode},
     health::{Event, Target},
     neighbor::{AsyncWatcher, DEFAULT_RESOLVE_TIMEOUT, Resolver, Watcher},
     plan::{BackendId, BackendRuntime, Health, Path, Plan, Slots, plan},
@@ -258,12 +258,18 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let paths = paths::resolve_all(&config, &mut resolver).map_err(joined)?;
     // Bound before anything is attached: a second daemon stops here.
     let control = ControlSocket::bind(&config.daemon.control_socket)?;
+    let pins = Pins::new(&config.daemon.pin_path);
+    let pins_root = config.daemon.pin_path.clone();
     let mut dataplane = Dataplane::load(&LoadOptions {
         log_level: kernel_log_level(config.daemon.kernel_log_level),
         verifier_statistics: true,
         dialog_entries: Some(config.sticky.entries),
         fragment_entries: Some(config.fragments.entries),
+        pins: Some(pins.clone()),
     })?;
+    // Pinned maps may hold a previous daemon's backends and dialogs: slots handed out from
+    // now on get incarnations above theirs, so no dialog follows a slot to another backend.
+    let slots = Slots::continuing_from(dataplane.highest_incarnation()?);
     let logger = match config.daemon.kernel_log_level {
         LogLevel::Off => None,
         _ => {
@@ -280,7 +286,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         config_path: options.config.clone(),
         config,
         dataplane,
-        slots: Slots::default(),
+        slots,
         plan: Plan::default(),
         health: BTreeMap::new(),
         paths,
@@ -297,14 +303,34 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         if daemon.tx_ports.insert(index) {
             daemon.dataplane.add_tx_port(index)?;
         }
-        daemon
+        match daemon
             .dataplane
-            .attach(&interface.name, xdp_mode(interface.xdp_mode))?;
-        log::info!(
-            "attached to {} ({:?} mode)",
-            interface.name,
-            interface.xdp_mode
-        );
+            .attach(&interface.name, xdp_mode(interface.xdp_mode), Some(&pins))?
+        {
+            Attachment::Attached => log::info!(
+                "attached to {} ({:?} mode)",
+                interface.name,
+                interface.xdp_mode
+            ),
+            Attachment::Adopted => log::info!(
+                "took over the pinned XDP link on {} without a gap",
+                interface.name
+            ),
+        }
+    }
+    for interface in pins.linked_interfaces() {
+        if !daemon
+            .config
+            .interfaces
+            .iter()
+            .any(|configured| configured.name == interface)
+        {
+            log::warn!(
+                "an XDP link pinned under {} stays on {interface}, which the configuration no \
+                 longer names; `sipxdp detach` removes every pinned link",
+                daemon.config.daemon.pin_path.display()
+            );
+        }
     }
     if let Some(instructions) = daemon.dataplane.verified_instructions()? {
         log::info!("the verifier accepted the program after {instructions} instructions");
@@ -382,7 +408,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let report = Report::read(&daemon.dataplane, &daemon.plan, &daemon.slots)?;
     println!("{report}");
     drop(daemon);
-    log::info!("detached and stopped");
+    log::info!(
+        "stopped; the program stays attached and pinned under {}, so traffic keeps flowing \
+         until sipxdp starts again; `sipxdp detach` removes it",
+        pins_root.display()
+    );
     Ok(())
 }
 

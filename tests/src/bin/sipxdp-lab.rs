@@ -132,9 +132,13 @@ fn demo(keep: bool, calls: usize) -> anyhow::Result<()> {
     }
     let (status, counters) = lab.stop_daemon()?;
     println!("== sipxdp stopped ({status}); its counters:\n{counters}");
+    println!(
+        "== the program stays pinned while no daemon runs; `sipxdp detach`: {}",
+        lab.detach()?.trim()
+    );
     ensure!(
         !lab.attached()?,
-        "the program is still attached after sipxdp stopped"
+        "the program is still attached after sipxdp detach"
     );
     let forwarded = forwarded(&counters, "lab");
     let by_table = counted(&counters, "lab", "forwarded", "call_id").unwrap_or(0);
@@ -163,10 +167,17 @@ fn explore(lab: &DaemonLab) -> anyhow::Result<()> {
     println!("   ip netns list");
     println!("   ip -n {balancer} -d link show        # the attached XDP program");
     println!("   bpftool prog show name sipxdp");
+    let binary = sipxdp_tests::daemon_lab::sipxdp_binary()?;
+    let socket = lab.control_socket();
     println!(
-        "   ip netns exec {balancer} {} hash --config {} lab SOME-CALL-ID",
-        sipxdp_tests::daemon_lab::sipxdp_binary()?.display(),
-        lab.config_path().display()
+        "   {} status --socket {}",
+        binary.display(),
+        socket.display()
+    );
+    println!(
+        "   {} hash --socket {} lab SOME-CALL-ID",
+        binary.display(),
+        socket.display()
     );
     println!(
         "   sipp -sn uac -m 10 -i {} {}   # in: ip netns exec {client} ...",
