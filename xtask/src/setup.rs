@@ -46,7 +46,30 @@ pub fn setup(ws: &Workspace) -> Result<()> {
     debian_packages(&ws.pins)?;
     rust_toolchain(&ws.pins.userspace, &["clippy", "rustfmt"])?;
     rust_toolchain(&ws.pins.ebpf, &["rust-src"])?;
-    bpf_linker(&ws.pins)
+    bpf_linker(&ws.pins)?;
+    bpf_filesystem()
+}
+
+/// Where sipxdp pins its program and maps; systemd mounts it, a bare machine may not.
+const BPF_FS: &str = "/sys/fs/bpf";
+
+/// Mounts the BPF filesystem at [`BPF_FS`] when it is not mounted there (as root only:
+/// without root there is nothing the tests that pin could do anyway).
+fn bpf_filesystem() -> Result<()> {
+    let mounts = fs::read_to_string("/proc/self/mounts")
+        .map_err(|e| Error::failed(format!("cannot read /proc/self/mounts: {e}")))?;
+    let mounted = mounts.lines().any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        fields.get(1) == Some(&BPF_FS) && fields.get(2) == Some(&"bpf")
+    });
+    if mounted || !is_root()? {
+        return Ok(());
+    }
+    println!("--> mounting the BPF filesystem at {BPF_FS}");
+    Cmd::new("mount")
+        .args(["-t", "bpf", "bpf", BPF_FS])
+        .run()
+        .map_err(|e| Error::failed(format!("mounting the BPF filesystem: {e}")))
 }
 
 /// Whether xtask runs as root (effective uid 0), read from `/proc/self/status`.
