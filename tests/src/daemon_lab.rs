@@ -16,7 +16,9 @@ use anyhow::{Context as _, bail, ensure};
 
 use crate::{
     ChildGuard, Lab, LabConfig, UdpReceiver,
-    delivery::{Received, collect, deliver_windowed},
+    delivery::{Received, WINDOW, collect, deliver_windowed},
+    kamailio::{self, Kamailio},
+    send_udp_from,
     sipgen::{Answer, Call, answer_calls, answer_options},
     wait_until,
 };
@@ -56,12 +58,28 @@ pub fn sipxdp_binary() -> anyhow::Result<PathBuf> {
     )
 }
 
+fn lab_config(weights: &[u32]) -> LabConfig {
+    LabConfig {
+        backends: weights.len(),
+        ..LabConfig::default()
+    }
+}
+
+/// The directory of this process's lab files (configuration, logs, control socket).
+fn lab_directory() -> anyhow::Result<PathBuf> {
+    let directory = std::env::temp_dir().join(format!("sipxdp-lab-{}", std::process::id()));
+    fs::create_dir_all(&directory).with_context(|| format!("creating {}", directory.display()))?;
+    Ok(directory)
+}
+
 /// The lab with the daemon running.
 pub struct DaemonLab {
     lab: Lab,
     mode: Mode,
-    /// Each backend's SIP stack: one socket per family, IPv4 first.
+    /// Each backend's SIP stack: one socket per family, IPv4 first ...
     receivers: Vec<[UdpReceiver; 2]>,
+    /// ... or a Kamailio (`None` while stopped).
+    kamailios: Vec<Option<Kamailio>>,
     directory: PathBuf,
     daemon: Option<ChildGuard>,
 }
@@ -76,13 +94,17 @@ impl DaemonLab {
     /// Builds the lab of `mode` with one backend per weight, starts the backends and the
     /// daemon, and waits until the program is attached to every balancer interface.
     pub fn start_in(mode: Mode, weights: &[u32]) -> anyhow::Result<Self> {
-        let config = LabConfig {
-            backends: weights.len(),
-            ..LabConfig::default()
-        };
         let (lab, port, answer): (_, _, fn(&[u8]) -> Answer) = match mode {
-            Mode::Dsr => (Lab::standard(&config)?, SIP_PORT, answer_options),
-            Mode::Nat => (Lab::routed_nat(&config)?, NAT_BACKEND_PORT, answer_calls),
+            Mode::Dsr => (
+                Lab::standard(&lab_config(weights))?,
+                SIP_PORT,
+                answer_options,
+            ),
+            Mode::Nat => (
+                Lab::routed_nat(&lab_config(weights))?,
+                NAT_BACKEND_PORT,
+                answer_calls,
+            ),
         };
         // Bound to every address of each family: calls arrive for the VIP, health checks
         // for the backend's own address. IPv6 sockets take only IPv6, so that the IPv4
@@ -97,19 +119,115 @@ impl DaemonLab {
                 UdpReceiver::bind_answering(backend.netns(), any_v6, answer)?,
             ]);
         }
-        let directory = std::env::temp_dir().join(format!("sipxdp-lab-{}", std::process::id()));
-        fs::create_dir_all(&directory)
-            .with_context(|| format!("creating {}", directory.display()))?;
+        Self::finish(lab, mode, receivers, Vec::new(), weights)
+    }
+
+    /// The standard (DSR) lab with a Kamailio on each backend instead of the harness's
+    /// sockets: real SIP proxies answering health checks and calls. See
+    /// [`DaemonLab::send_to_kamailio`].
+    pub fn start_with_kamailio(weights: &[u32]) -> anyhow::Result<Self> {
+        let lab = Lab::standard(&lab_config(weights))?;
+        let directory = lab_directory()?;
+        let mut kamailios = Vec::new();
+        for (index, backend) in lab.backends().iter().enumerate() {
+            let name = format!("kamailio-{}", index + 1);
+            kamailios.push(Some(Kamailio::start(
+                backend.netns(),
+                &directory,
+                &name,
+                SIP_PORT,
+            )?));
+        }
+        Self::finish(lab, Mode::Dsr, Vec::new(), kamailios, weights)
+    }
+
+    fn finish(
+        lab: Lab,
+        mode: Mode,
+        receivers: Vec<[UdpReceiver; 2]>,
+        kamailios: Vec<Option<Kamailio>>,
+        weights: &[u32],
+    ) -> anyhow::Result<Self> {
         let mut this = DaemonLab {
             lab,
             mode,
             receivers,
-            directory,
+            kamailios,
+            directory: lab_directory()?,
             daemon: None,
         };
         this.write_config(weights)?;
         this.start_daemon()?;
         Ok(this)
+    }
+
+    /// Stops the Kamailio of backend `number` (from 1).
+    pub fn stop_kamailio(&mut self, number: usize) -> anyhow::Result<()> {
+        let kamailio = self
+            .kamailios
+            .get_mut(number - 1)
+            .and_then(Option::take)
+            .context("no Kamailio runs on that backend")?;
+        kamailio.stop()
+    }
+
+    /// Starts the Kamailio of backend `number` (from 1) again.
+    pub fn start_kamailio(&mut self, number: usize) -> anyhow::Result<()> {
+        let backend = &self.lab.backends()[number - 1];
+        let name = format!("kamailio-{number}");
+        let kamailio = Kamailio::start(backend.netns(), &self.directory, &name, SIP_PORT)?;
+        self.kamailios[number - 1] = Some(kamailio);
+        Ok(())
+    }
+
+    /// What every running Kamailio received so far, with its backend number (from 1).
+    fn kamailio_requests(&self) -> Vec<(usize, kamailio::Request)> {
+        self.kamailios
+            .iter()
+            .enumerate()
+            .filter_map(|(index, kamailio)| kamailio.as_ref().map(|kamailio| (index + 1, kamailio)))
+            .flat_map(|(number, kamailio)| {
+                kamailio
+                    .requests()
+                    .into_iter()
+                    .filter(|request| request.method != "OPTIONS")
+                    .map(move |request| (number, request))
+            })
+            .collect()
+    }
+
+    /// Sends `messages` from `client` to `vip` in windows of [`WINDOW`], each after the
+    /// previous one was logged by the Kamailios, and returns the requests they logged
+    /// meanwhile (health checks left out).
+    ///
+    /// # Errors
+    ///
+    /// A window that was not logged whole within 10 s, with what the daemon logged.
+    pub fn send_to_kamailio(
+        &self,
+        client: SocketAddr,
+        vip: SocketAddr,
+        messages: &[Vec<u8>],
+    ) -> anyhow::Result<Vec<(usize, kamailio::Request)>> {
+        let already = self.kamailio_requests();
+        for window in messages.chunks(WINDOW) {
+            let before = self.kamailio_requests().len();
+            send_udp_from(self.lab.client().netns(), client, vip, window)?;
+            let arrived = wait_until(Instant::now() + Duration::from_secs(10), || {
+                self.kamailio_requests().len() >= before + window.len()
+            });
+            ensure!(
+                arrived,
+                "{} of {} messages reached the Kamailios; sipxdp logged:\n{}",
+                self.kamailio_requests().len() - before,
+                window.len(),
+                self.daemon_log()
+            );
+        }
+        let mut all = self.kamailio_requests();
+        // What each Kamailio logged before this call is a prefix of what it logs now.
+        all.retain(|entry| !already.contains(entry));
+        Ok(all)
     }
 
     pub fn lab(&self) -> &Lab {

@@ -1,0 +1,99 @@
+//! Health checks against real Kamailio backends: the real `sipxdp` binary in the standard
+//! lab, each backend a Kamailio answering OPTIONS. A Kamailio that stops is marked down
+//! within a few check intervals; its calls move to the others, and no other call moves;
+//! started again, it comes back after its first successful check and takes new calls.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use sipxdp_tests::{
+    daemon_lab::DaemonLab,
+    require_privileges,
+    sipgen::{Call, Rng},
+    wait_until,
+};
+
+/// The lab's health checks: every 500 ms, down after 2 failures (300 ms timeout), up
+/// after 1 success.
+const INTERVAL: Duration = Duration::from_millis(500);
+const DOWN_AFTER: u32 = 2;
+
+fn calls(seed: u64, count: usize) -> Vec<Call> {
+    let mut rng = Rng::new(seed);
+    (0..count).map(|_| Call::random(&mut rng, 25)).collect()
+}
+
+#[test]
+fn kamailio_backends_going_down_and_up_move_only_their_calls() {
+    if !require_privileges("kamailio_backends_going_down_and_up_move_only_their_calls") {
+        return;
+    }
+    let mut lab = DaemonLab::start_with_kamailio(&[1, 1, 1]).expect("the lab");
+    let client = SocketAddr::new(IpAddr::V4(lab.lab().client().iface().ipv4()), 5600);
+    let vip = lab.vip();
+    let ongoing = calls(7, 300);
+
+    let invites: Vec<Vec<u8>> = ongoing
+        .iter()
+        .map(|call| call.invite(client, vip, 200))
+        .collect();
+    let before: BTreeMap<String, usize> = lab
+        .send_to_kamailio(client, vip, &invites)
+        .expect("INVITEs")
+        .into_iter()
+        .map(|(backend, request)| {
+            assert_eq!(request.source, client, "Kamailio sees the client");
+            (request.call_id, backend)
+        })
+        .collect();
+    assert_eq!(before.len(), ongoing.len());
+    assert!(before.values().any(|&backend| backend == 3));
+
+    // Down within the thresholds: two failed checks, each at most one interval apart,
+    // plus one interval of slack for the check already in flight.
+    let stopped = Instant::now();
+    lab.stop_kamailio(3).expect("stopping Kamailio 3");
+    let down = wait_until(stopped + INTERVAL * (DOWN_AFTER + 2), || {
+        lab.daemon_log()
+            .contains("198.51.100.23:5060 of VIP lab is down")
+    });
+    assert!(down, "marked down in time:\n{}", lab.daemon_log());
+
+    let byes: Vec<Vec<u8>> = ongoing.iter().map(|call| call.bye(client, vip)).collect();
+    let after = lab.send_to_kamailio(client, vip, &byes).expect("BYEs");
+    assert_eq!(after.len(), ongoing.len());
+    for (backend, request) in &after {
+        let was = before[&request.call_id];
+        if was == 3 {
+            assert_ne!(*backend, 3, "a call of the stopped backend moved");
+        } else {
+            assert_eq!(
+                *backend, was,
+                "call {} moved off a healthy backend",
+                request.call_id
+            );
+        }
+    }
+
+    // Back after one successful check; new calls reach it again.
+    lab.start_kamailio(3).expect("starting Kamailio 3 again");
+    let up = wait_until(Instant::now() + INTERVAL * 4, || {
+        lab.daemon_log()
+            .contains("198.51.100.23:5060 of VIP lab is up")
+    });
+    assert!(up, "marked up in time:\n{}", lab.daemon_log());
+    let fresh: Vec<Vec<u8>> = calls(8, 300)
+        .iter()
+        .map(|call| call.invite(client, vip, 200))
+        .collect();
+    let spread = lab
+        .send_to_kamailio(client, vip, &fresh)
+        .expect("new calls");
+    assert!(
+        spread.iter().any(|(backend, _)| *backend == 3),
+        "backend 3 takes new calls"
+    );
+}
