@@ -60,17 +60,21 @@ enum Command {
         #[command(flatten)]
         daemon: DaemonSocket,
     },
-    /// Change a backend's admin state in the running daemon until the next restart:
-    /// `drain` (no new calls, calls in progress stay), `disable` (no calls; calls in
-    /// progress move), `enable` (back to the configured state).
+    /// Change a backend in the running daemon until the next restart: `drain` (no new
+    /// calls, calls in progress stay), `disable` (no calls; calls in progress move),
+    /// `enable` (back to the configured state), `add` (a new backend, with --weight),
+    /// `remove` (out of the VIP; its calls move).
     Backend {
         #[command(flatten)]
         daemon: DaemonSocket,
         action: Action,
         /// The VIP's name.
         vip: String,
-        /// The backend's ADDRESS:PORT ([IPv6]:PORT), as configured.
+        /// The backend's ADDRESS:PORT ([IPv6]:PORT).
         backend: std::net::SocketAddr,
+        /// The weight of a backend `add` adds.
+        #[arg(long, default_value_t = 1)]
+        weight: u32,
     },
     /// Make the running daemon apply its configuration file again (as SIGHUP does).
     Reload {
@@ -125,6 +129,8 @@ enum Action {
     Drain,
     Enable,
     Disable,
+    Add,
+    Remove,
 }
 
 fn main() -> ExitCode {
@@ -153,11 +159,14 @@ fn main() -> ExitCode {
             action,
             vip,
             backend,
+            weight,
         } => daemon.ask(&Request::Backend {
             action: match action {
                 Action::Drain => BackendAction::Drain,
                 Action::Enable => BackendAction::Enable,
                 Action::Disable => BackendAction::Disable,
+                Action::Add => BackendAction::Add { weight },
+                Action::Remove => BackendAction::Remove,
             },
             vip,
             backend,

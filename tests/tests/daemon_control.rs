@@ -113,6 +113,28 @@ fn operators_steer_the_running_daemon_through_its_control_socket() {
         .expect("calls");
     assert!(again.iter().any(|message| message.backend == 2));
 
+    // Removing backend 3 takes it out of the VIP; adding it back (with another weight)
+    // gives it new calls again; `status` follows.
+    let third = format!("{}:5060", backend(3));
+    let (ok, answer) = lab
+        .control(&["backend", "remove", "lab", &third], None)
+        .expect("sipxdp backend remove");
+    assert!(ok && answer.contains("removed"), "{answer}");
+    let without = lab
+        .send_dialogs(SocketAddr::new(client.ip(), 5404), &calls(6, 300))
+        .expect("calls");
+    assert!(without.iter().all(|message| message.backend != 3));
+    let (_, status) = lab.control(&["status"], None).expect("status");
+    assert!(!status.contains(&third), "{status}");
+    let (ok, answer) = lab
+        .control(&["backend", "add", "lab", &third, "--weight", "2"], None)
+        .expect("sipxdp backend add");
+    assert!(ok && answer.contains("added with weight 2"), "{answer}");
+    let with = lab
+        .send_dialogs(SocketAddr::new(client.ip(), 5405), &calls(7, 300))
+        .expect("calls");
+    assert!(with.iter().any(|message| message.backend == 3));
+
     // Mistakes are refused with a reason; `reload` answers.
     let (ok, answer) = lab
         .control(&["backend", "drain", "lab", "203.0.113.9:5060"], None)

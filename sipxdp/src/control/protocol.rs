@@ -7,7 +7,8 @@
 //! ```text
 //! status
 //! hash VIP CALL-ID
-//! backend drain|enable|disable VIP ADDRESS:PORT
+//! backend drain|enable|disable|remove VIP ADDRESS:PORT
+//! backend add VIP ADDRESS:PORT [WEIGHT]
 //! reload
 //! ```
 //!
@@ -33,8 +34,10 @@ pub enum ProtocolError {
         request: &'static str,
         expected: &'static str,
     },
-    #[error("unknown backend action {0:?}; the actions are drain, enable and disable")]
+    #[error("unknown backend action {0:?}; the actions are drain, enable, disable, add and remove")]
     UnknownAction(String),
+    #[error("{0:?} is not a weight (0 to 4294967295)")]
+    Weight(String),
     #[error("{0:?} is not a backend address and port (ADDRESS:PORT, [IPv6]:PORT)")]
     BackendAddress(String),
     #[error("a request longer than {MAX_REQUEST} bytes")]
@@ -52,6 +55,10 @@ pub enum BackendAction {
     Enable,
     /// No calls at all: calls in progress move to the other backends.
     Disable,
+    /// A new backend with this weight, until the next restart.
+    Add { weight: u32 },
+    /// Out of the VIP until the next restart: its calls move to the others.
+    Remove,
 }
 
 impl BackendAction {
@@ -60,6 +67,8 @@ impl BackendAction {
             Self::Drain => "drain",
             Self::Enable => "enable",
             Self::Disable => "disable",
+            Self::Add { .. } => "add",
+            Self::Remove => "remove",
         }
     }
 }
@@ -111,12 +120,26 @@ impl Request {
                 request: "hash",
                 expected: "a VIP name and a Call-ID",
             }),
-            ("backend", [action, vip, backend]) => {
-                let action = match *action {
-                    "drain" => BackendAction::Drain,
-                    "enable" => BackendAction::Enable,
-                    "disable" => BackendAction::Disable,
-                    other => return Err(ProtocolError::UnknownAction(other.to_owned())),
+            ("backend", [action, vip, backend, rest @ ..]) => {
+                let action = match (*action, rest) {
+                    ("drain", []) => BackendAction::Drain,
+                    ("enable", []) => BackendAction::Enable,
+                    ("disable", []) => BackendAction::Disable,
+                    ("remove", []) => BackendAction::Remove,
+                    ("add", []) => BackendAction::Add { weight: 1 },
+                    ("add", [weight]) => BackendAction::Add {
+                        weight: weight
+                            .parse()
+                            .map_err(|_| ProtocolError::Weight((*weight).to_owned()))?,
+                    },
+                    ("drain" | "enable" | "disable" | "remove" | "add", _) => {
+                        return Err(ProtocolError::Arguments {
+                            request: "backend",
+                            expected: "an action, a VIP name and ADDRESS:PORT (and a weight \
+                                       for add)",
+                        });
+                    }
+                    (other, _) => return Err(ProtocolError::UnknownAction(other.to_owned())),
                 };
                 let backend = backend
                     .parse()
@@ -147,7 +170,10 @@ impl fmt::Display for Request {
                 action,
                 vip,
                 backend,
-            } => write!(f, "backend {} {vip} {backend}", action.name()),
+            } => match action {
+                BackendAction::Add { weight } => write!(f, "backend add {vip} {backend} {weight}"),
+                _ => write!(f, "backend {} {vip} {backend}", action.name()),
+            },
         }
     }
 }
@@ -200,6 +226,16 @@ mod tests {
                 vip: "sip6".into(),
                 backend: "[2001:db8:2::21]:5080".parse().unwrap(),
             },
+            Request::Backend {
+                action: BackendAction::Add { weight: 3 },
+                vip: "sip".into(),
+                backend: "198.51.100.24:5060".parse().unwrap(),
+            },
+            Request::Backend {
+                action: BackendAction::Remove,
+                vip: "sip".into(),
+                backend: "198.51.100.24:5060".parse().unwrap(),
+            },
         ];
         for request in requests {
             let line = request.to_string();
@@ -226,6 +262,14 @@ mod tests {
             Request::parse(b"backend drain sip 198.51.100.21"),
             Err(ProtocolError::BackendAddress("198.51.100.21".into()))
         );
+        assert_eq!(
+            Request::parse(b"backend add sip 198.51.100.24:5060 heavy"),
+            Err(ProtocolError::Weight("heavy".into()))
+        );
+        assert!(matches!(
+            Request::parse(b"backend drain sip 198.51.100.24:5060 2"),
+            Err(ProtocolError::Arguments { .. })
+        ));
         assert_eq!(Request::parse(&[0xff]), Err(ProtocolError::NotText));
         assert_eq!(
             Request::parse(&[b'a'; MAX_REQUEST + 1]),

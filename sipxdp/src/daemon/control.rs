@@ -33,6 +33,20 @@ impl Daemon {
             }
             Request::Hash { vip, call_id } => self.hash(&vip, &call_id),
             Request::Backend {
+                action: action @ (BackendAction::Add { .. } | BackendAction::Remove),
+                vip,
+                backend,
+            } => {
+                let answer = self.change_backends(action, &vip, backend)?;
+                if let Some(checks) = checks {
+                    checks
+                        .set_targets(self.targets())
+                        .await
+                        .map_err(|error| format!("{error:#}"))?;
+                }
+                Ok(answer)
+            }
+            Request::Backend {
                 action,
                 vip,
                 backend,
@@ -110,7 +124,7 @@ impl Daemon {
         let state = match action {
             BackendAction::Drain => AdminState::Draining,
             BackendAction::Disable => AdminState::Disabled,
-            BackendAction::Enable => configured,
+            BackendAction::Enable | BackendAction::Add { .. } | BackendAction::Remove => configured,
         };
         if state == configured {
             self.admin.remove(&id);
@@ -122,6 +136,32 @@ impl Daemon {
         Ok(format!(
             "backend {backend} of VIP {vip}: {}",
             state_name(state)
+        ))
+    }
+
+    /// Adds or removes a backend until the next restart: the change is checked, the new
+    /// backend's path resolved, and the plan published, or nothing changes.
+    fn change_backends(&mut self, action: BackendAction, vip: &str, backend: SocketAddr) -> Answer {
+        let mut overlay = self.overlay.clone();
+        match action {
+            BackendAction::Add { weight } => overlay.add(&self.config, vip, backend, weight)?,
+            _ => overlay.remove(&self.config, vip, backend)?,
+        }
+        let config = overlay.apply(&self.file_config);
+        let paths = super::paths::resolve_all(&config, &mut self.resolver)
+            .map_err(|errors| super::joined(errors).to_string())?;
+        self.overlay = overlay;
+        self.config = config;
+        self.paths = paths;
+        self.publish().map_err(|error| format!("{error:#}"))?;
+        let done = match action {
+            BackendAction::Add { weight } => format!("added with weight {weight}"),
+            _ => "removed".to_owned(),
+        };
+        log::info!("backend {backend} of VIP {vip} {done} (control socket)");
+        Ok(format!(
+            "backend {backend} of VIP {vip}: {done}, until the next restart; write it in the \
+             configuration file to keep it"
         ))
     }
 

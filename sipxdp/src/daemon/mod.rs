@@ -7,6 +7,7 @@
 
 mod checks;
 mod control;
+mod overlay;
 mod paths;
 pub mod support;
 
@@ -24,7 +25,7 @@ use tokio::{
     sync::mpsc,
 };
 
-use self::checks::HealthChecks;
+use self::{checks::HealthChecks, overlay::Overlay};
 use crate::{
     config::{
         self, AdminState, Config, Environment as _, ForwardingMode, LogLevel, SystemEnvironment,
@@ -101,7 +102,11 @@ fn xdp_mode(mode: ConfigXdpMode) -> XdpMode {
 /// The attached program and what it was filled from.
 struct Daemon {
     config_path: PathBuf,
+    /// The configuration file as loaded ...
+    file_config: Config,
+    /// ... with the backends added and removed at runtime: the configuration in force.
     config: Config,
+    overlay: Overlay,
     dataplane: Dataplane,
     slots: Slots,
     plan: Plan,
@@ -192,13 +197,20 @@ impl Daemon {
     /// Applies the configuration file again. On any problem the running configuration
     /// stays in force.
     fn reload(&mut self) -> anyhow::Result<()> {
-        let config = load_config(&self.config_path)?;
+        let file_config = load_config(&self.config_path)?;
+        let mut overlay = self.overlay.clone();
+        overlay.settle(&file_config);
+        let config = overlay.apply(&file_config);
         if config.interfaces != self.config.interfaces {
             bail!("the interfaces changed; restart sipxdp to attach to the new set");
         }
         let paths = paths::resolve_all(&config, &mut self.resolver).map_err(joined)?;
-        if config.sticky.entries != self.config.sticky.entries {
-            log::warn!("[sticky] entries changed; the new size takes effect when sipxdp restarts");
+        if config.sticky.entries != self.config.sticky.entries
+            || config.fragments.entries != self.config.fragments.entries
+        {
+            log::warn!(
+                "[sticky] or [fragments] entries changed; map sizes change when sipxdp restarts"
+            );
         }
         if kernel_settings(&config) != kernel_settings(&self.config) {
             self.dataplane.set_settings(&kernel_settings(&config))?;
@@ -212,6 +224,8 @@ impl Daemon {
                         .any(|backend| backend.socket_address() == id.address)
             })
         });
+        self.file_config = file_config;
+        self.overlay = overlay;
         self.config = config;
         self.paths = paths;
         self.publish()
@@ -284,7 +298,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     dataplane.set_settings(&kernel_settings(&config))?;
     let mut daemon = Daemon {
         config_path: options.config.clone(),
+        file_config: config.clone(),
         config,
+        overlay: Overlay::default(),
         dataplane,
         slots,
         plan: Plan::default(),
