@@ -272,16 +272,13 @@ fn rewrite_ipv4(
         .pointer::<[u8; 2]>(headers.layout.l3 + 10)
         .ok_or(Reason::Malformed)?;
     let new = [address[12], address[13], address[14], address[15]];
-    // SAFETY: `pointer` checked both ranges against the frame end.
+    // SAFETY: `pointer` checked the range against the frame end.
     let old = unsafe { field.read_unaligned() };
     let old_words = words::<4, 2>(&old);
     let new_words = words::<4, 2>(&new);
     // SAFETY: as above.
-    unsafe {
-        field.write_unaligned(new);
-        let header = u16::from_be_bytes(checksum.read_unaligned());
-        checksum.write_unaligned(update_words(header, &old_words, &new_words).to_be_bytes());
-    }
+    unsafe { field.write_unaligned(new) };
+    adjust_checksum(checksum, &old_words, &new_words);
     if headers.udp {
         update_udp(frame, headers, end, &old_words, &new_words, port)?;
     }
@@ -340,18 +337,25 @@ fn decrement_ttl(frame: &Frame, layout: Layout) -> Result<(), Reason> {
     let checksum = frame
         .pointer::<[u8; 2]>(layout.l3 + 10)
         .ok_or(Reason::Malformed)?;
-    // SAFETY: `pointer` checked both ranges against the frame end.
-    unsafe {
-        let old = ttl_and_protocol.read_unaligned();
-        let new = [old[0].saturating_sub(1), old[1]];
-        ttl_and_protocol.write_unaligned(new);
-        let header = u16::from_be_bytes(checksum.read_unaligned());
-        let updated = update_words(
-            header,
-            &[u16::from_be_bytes(old)],
-            &[u16::from_be_bytes(new)],
-        );
-        checksum.write_unaligned(updated.to_be_bytes());
-    }
+    // SAFETY: `pointer` checked the range against the frame end.
+    let old = unsafe { ttl_and_protocol.read_unaligned() };
+    let new = [old[0].saturating_sub(1), old[1]];
+    // SAFETY: as above.
+    unsafe { ttl_and_protocol.write_unaligned(new) };
+    adjust_checksum(
+        checksum,
+        &[u16::from_be_bytes(old)],
+        &[u16::from_be_bytes(new)],
+    );
     Ok(())
+}
+
+/// The IPv4 header checksum at `field` after its words `old` became `new`.
+#[inline(always)]
+fn adjust_checksum<const W: usize>(field: *mut [u8; 2], old: &[u16; W], new: &[u16; W]) {
+    // SAFETY: the callers got `field` from `Frame::pointer`, which checked its range.
+    unsafe {
+        let current = u16::from_be_bytes(field.read_unaligned());
+        field.write_unaligned(update_words(current, old, new).to_be_bytes());
+    }
 }

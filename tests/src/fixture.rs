@@ -53,6 +53,17 @@ pub fn backend_mac(slot: u32) -> [u8; 6] {
     ]
 }
 
+/// The backend in `slot`, in service, behind [`LOOPBACK`] with [`backend_mac`].
+pub fn loopback_backend(slot: u32) -> Backend {
+    Backend {
+        destination_mac: backend_mac(slot),
+        source_mac: BALANCER_MAC,
+        ifindex: LOOPBACK,
+        flags: BACKEND_IN_SERVICE,
+        ..Backend::default()
+    }
+}
+
 /// A Maglev table of `size` entries over `(slot, weight)` members, each keyed by
 /// `backend-SLOT`.
 pub fn maglev_table(members: &[(u32, u32)], size: u32) -> Result<Vec<u16>> {
@@ -110,16 +121,7 @@ pub fn configure(
         .context("writing the settings")?;
     for slot in 0..backends {
         dataplane
-            .set_backend(
-                slot,
-                &Backend {
-                    destination_mac: backend_mac(slot),
-                    source_mac: BALANCER_MAC,
-                    ifindex: LOOPBACK,
-                    flags: BACKEND_IN_SERVICE,
-                    ..Backend::default()
-                },
-            )
+            .set_backend(slot, &loopback_backend(slot))
             .with_context(|| format!("writing backend slot {slot}"))?;
     }
     let members: Vec<(u32, u32)> = (0..backends).map(|slot| (slot, 1)).collect();

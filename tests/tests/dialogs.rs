@@ -14,7 +14,7 @@ use sipxdp_common::{
     outcome::{Action, Reason},
 };
 use sipxdp_tests::{
-    fixture::{self, LOOPBACK, MAGLEV_SIZE, VIP_SLOT, backend_mac, maglev_table, vip_key},
+    fixture::{self, MAGLEV_SIZE, VIP_SLOT, backend_mac, maglev_table, vip_key},
     frames::{BALANCER_MAC, CLIENT, FrameSpec, VIP, udp_frame},
     require_privileges,
     sipgen::{Call, Rng},
@@ -88,12 +88,9 @@ impl Dialogs {
             .set_backend(
                 slot,
                 &Backend {
-                    destination_mac: backend_mac(slot),
-                    source_mac: BALANCER_MAC,
-                    ifindex: LOOPBACK,
                     flags: if in_service { BACKEND_IN_SERVICE } else { 0 },
                     incarnation,
-                    ..Backend::default()
+                    ..fixture::loopback_backend(slot)
                 },
             )
             .expect("writing a backend");
