@@ -5,6 +5,7 @@ pub mod daemon;
 pub mod dataplane;
 pub mod health;
 pub mod lookup;
+pub mod metrics;
 pub mod neighbor;
 pub mod plan;
 pub mod report;

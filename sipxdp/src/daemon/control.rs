@@ -1,6 +1,6 @@
 //! What the daemon answers on its control socket (see `crate::control`).
 
-use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr, time::Duration};
+use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr};
 
 use sipxdp_common::{
     hash::xxh64_bytes,
@@ -13,6 +13,8 @@ use crate::{
     control::protocol::{Answer, BackendAction, Request},
     health::TargetStatus,
     lookup,
+    metrics::{Attached, BackendState, Snapshot, exposition},
+    report::Report,
     plan::{BackendId, Health},
 };
 
@@ -63,6 +65,35 @@ impl Daemon {
                 Ok(format!("reloaded {}", self.config_path.display()))
             }
         }
+    }
+
+    /// The metrics text of this moment, for one scrape.
+    pub(super) async fn metrics(&self, checks: &Option<HealthChecks>) -> Result<String, String> {
+        let health = match checks {
+            Some(checks) => checks.snapshot().await.map_err(|error| error.to_string())?,
+            None => BTreeMap::new(),
+        };
+        let report = Report::read(&self.dataplane, &self.plan, &self.slots)
+            .map_err(|error| error.to_string())?;
+        let snapshot = Snapshot {
+            report,
+            backends: self
+                .backend_states(&health)
+                .into_iter()
+                .map(|(state, _)| state)
+                .collect(),
+            attached: self
+                .config
+                .interfaces
+                .iter()
+                .map(|interface| Attached {
+                    interface: interface.name.clone(),
+                    mode: format!("{:?}", interface.xdp_mode).to_lowercase(),
+                })
+                .collect(),
+            verified_instructions: self.dataplane.verified_instructions().ok().flatten(),
+        };
+        exposition(&snapshot).map_err(|error| error.to_string())
     }
 
     /// The backend a Call-ID goes to now: the one its dialog remembers, if any, else the
@@ -168,6 +199,7 @@ impl Daemon {
     /// VIPs and backends: address, weight, admin state, health, latency and the packets
     /// forwarded to each.
     fn status(&self, health: &BTreeMap<u32, TargetStatus>) -> anyhow::Result<String> {
+        let states = self.backend_states(health);
         let mut text = String::new();
         for vip in &self.config.vips {
             let protocol = match vip.protocol {
@@ -189,35 +221,58 @@ impl Daemon {
                 "  {:<40} {:>6} {:<9} {:<5} {:>10} {:>14}",
                 "BACKEND", "WEIGHT", "STATE", "UP", "LATENCY", "PACKETS"
             )?;
-            for backend in &vip.backends {
-                let id = BackendId {
-                    vip: vip.name.clone(),
-                    address: backend.socket_address(),
-                };
-                let admin = self.admin.get(&id).copied().unwrap_or(backend.state);
-                let up = self.health.get(&id).copied().unwrap_or(Health::Up) == Health::Up;
-                let slot = self.slots.backend(&id);
-                let latency = slot
-                    .and_then(|slot| health.get(&slot))
-                    .and_then(|status| status.last_latency)
-                    .map_or_else(|| "-".to_owned(), format_latency);
-                let packets = match slot {
-                    Some(slot) => self.dataplane.backend_counter(slot)?.packets,
-                    None => 0,
-                };
+            for (state, packets) in states.iter().filter(|(state, _)| state.vip == vip.name) {
+                let latency = state.latency_seconds.map_or_else(
+                    || "-".to_owned(),
+                    |seconds| format!("{:.1} ms", seconds * 1_000.0),
+                );
                 writeln!(
                     text,
                     "  {:<40} {:>6} {:<9} {:<5} {:>10} {:>14}",
-                    id.address.to_string(),
-                    backend.weight,
-                    state_name(admin),
-                    if up { "yes" } else { "no" },
+                    state.backend,
+                    state.weight,
+                    state.admin,
+                    if state.up { "yes" } else { "no" },
                     latency,
                     packets
                 )?;
             }
         }
         Ok(text)
+    }
+
+    /// Each configured backend's state, and the packets the kernel forwarded to it.
+    pub(super) fn backend_states(
+        &self,
+        health: &BTreeMap<u32, TargetStatus>,
+    ) -> Vec<(BackendState, u64)> {
+        let mut states = Vec::new();
+        for vip in &self.config.vips {
+            for backend in &vip.backends {
+                let id = BackendId {
+                    vip: vip.name.clone(),
+                    address: backend.socket_address(),
+                };
+                let slot = self.slots.backend(&id);
+                let status = slot.and_then(|slot| health.get(&slot));
+                let packets = slot
+                    .and_then(|slot| self.dataplane.backend_counter(slot).ok())
+                    .map_or(0, |counter| counter.packets);
+                let state = BackendState {
+                    vip: vip.name.clone(),
+                    backend: id.address.to_string(),
+                    weight: backend.weight,
+                    admin: state_name(self.admin.get(&id).copied().unwrap_or(backend.state)),
+                    up: self.health.get(&id).copied().unwrap_or(Health::Up) == Health::Up,
+                    latency_seconds: status
+                        .and_then(|status| status.last_latency)
+                        .map(|latency| latency.as_secs_f64()),
+                    check_failures: status.map_or(0, |status| status.failures_total),
+                };
+                states.push((state, packets));
+            }
+        }
+        states
     }
 }
 
@@ -240,6 +295,3 @@ fn state_name(state: AdminState) -> &'static str {
     }
 }
 
-fn format_latency(latency: Duration) -> String {
-    format!("{:.1} ms", latency.as_secs_f64() * 1_000.0)
-}

@@ -32,6 +32,7 @@ use crate::{
         XdpMode as ConfigXdpMode,
     },
     control::{Connection, ControlSocket, protocol::Request},
+    metrics::{Exporter, Scrape},
     dataplane::{Attachment, Dataplane, LoadOptions, Pins, XdpMode},
     health::{Event, Target},
     neighbor::{AsyncWatcher, DEFAULT_RESOLVE_TIMEOUT, Resolver, Watcher},
@@ -274,6 +275,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let control = ControlSocket::bind(&config.daemon.control_socket)?;
     let pins = Pins::new(&config.daemon.pin_path);
     let pins_root = config.daemon.pin_path.clone();
+    let exporter = match config.metrics.listen {
+        Some(address) => Some(Exporter::bind(address).await?),
+        None => None,
+    };
     let mut dataplane = Dataplane::load(&LoadOptions {
         log_level: kernel_log_level(config.daemon.kernel_log_level),
         verifier_statistics: true,
@@ -367,6 +372,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         .report_every
         .map(|every| tokio::time::interval_at(tokio::time::Instant::now() + every, every));
     let (request_sender, mut requests) = mpsc::channel::<(Result<Request, String>, Connection)>(16);
+    let (scrape_sender, mut scrapes) = mpsc::channel::<Scrape>(16);
+    if let Some(exporter) = &exporter {
+        log::info!("metrics on http://{}/metrics", exporter.local_addr()?);
+    }
     log::info!(
         "running; SIGHUP reloads {}; control socket {}",
         options.config.display(),
@@ -385,6 +394,28 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                 }
                 Err(error) => log::warn!("control socket: {error}"),
             },
+            accepted = accept_scrape(&exporter) => match accepted {
+                Ok(mut scrape) => {
+                    let sender = scrape_sender.clone();
+                    tokio::spawn(async move {
+                        match scrape.wants_metrics().await {
+                            Ok(true) => {
+                                let _ = sender.send(scrape).await;
+                            }
+                            Ok(false) => scrape.respond(None).await,
+                            Err(error) => log::debug!("metrics request: {error}"),
+                        }
+                    });
+                }
+                Err(error) => log::warn!("metrics endpoint: {error}"),
+            },
+            Some(scrape) = scrapes.recv() => {
+                let metrics = daemon.metrics(&health_checks).await;
+                if let Err(error) = &metrics {
+                    log::warn!("metrics: {error}");
+                }
+                tokio::spawn(scrape.respond(metrics.ok()));
+            }
             Some((request, connection)) = requests.recv() => {
                 let answer = match request {
                     Ok(request) => daemon.answer(request, &mut health_checks).await,
@@ -430,6 +461,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         pins_root.display()
     );
     Ok(())
+}
+
+/// The next client of the metrics endpoint; never, without an endpoint.
+async fn accept_scrape(exporter: &Option<Exporter>) -> std::io::Result<Scrape> {
+    match exporter {
+        Some(exporter) => exporter.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Forwards the kernel's queued log messages once the logger is readable.

@@ -1,0 +1,273 @@
+//! The Prometheus endpoint: what the daemon knows at the moment of a scrape, in the
+//! Prometheus text format ([`exposition`], pure), served read-only over HTTP
+//! ([`Exporter`]). Counters are the kernel's per-CPU counters summed at scrape time.
+
+mod http;
+
+use prometheus::{Encoder as _, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+use thiserror::Error;
+
+pub use self::http::{Exporter, HttpError, Scrape};
+use crate::report::Report;
+
+/// Why the metrics could not be written.
+#[derive(Debug, Error)]
+pub enum MetricsError {
+    #[error("building the metrics: {0}")]
+    Prometheus(#[from] prometheus::Error),
+    #[error("the metrics text is not UTF-8")]
+    Encoding,
+}
+
+/// What the daemon knows about one backend besides its counters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BackendState {
+    pub vip: String,
+    pub backend: String,
+    pub weight: u32,
+    /// `active`, `draining` or `disabled`.
+    pub admin: &'static str,
+    pub up: bool,
+    /// The last health check's round trip, in seconds.
+    pub latency_seconds: Option<f64>,
+    /// Health checks that got no acceptable answer, since the daemon started.
+    pub check_failures: u64,
+}
+
+/// One interface the program is attached to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attached {
+    pub interface: String,
+    pub mode: String,
+}
+
+/// Everything one scrape reports.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    pub report: Report,
+    pub backends: Vec<BackendState>,
+    pub attached: Vec<Attached>,
+    /// Instructions the verifier processed to accept the program.
+    pub verified_instructions: Option<u32>,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+    let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(counter.clone()))?;
+    Ok(counter)
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+    let gauge = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(gauge.clone()))?;
+    Ok(gauge)
+}
+
+/// The metrics of `snapshot` in the Prometheus text format (version 0.0.4).
+pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
+    let registry = Registry::new();
+    let packets = counter(
+        &registry,
+        "sipxdp_packets_total",
+        "Packets the XDP program handled, by VIP (\"none\" for traffic to no VIP), action and reason.",
+        &["vip", "action", "reason"],
+    )?;
+    let bytes = counter(
+        &registry,
+        "sipxdp_bytes_total",
+        "Bytes of the frames the XDP program handled, by VIP, action and reason.",
+        &["vip", "action", "reason"],
+    )?;
+    for outcome in &snapshot.report.outcomes {
+        let vip = outcome.vip.as_deref().unwrap_or("none");
+        let labels = [vip, outcome.action.name(), outcome.reason.name()];
+        packets.with_label_values(&labels).inc_by(outcome.packets);
+        bytes.with_label_values(&labels).inc_by(outcome.bytes);
+    }
+    let backend_packets = counter(
+        &registry,
+        "sipxdp_backend_packets_total",
+        "Packets the XDP program forwarded to a backend.",
+        &["vip", "backend"],
+    )?;
+    let backend_bytes = counter(
+        &registry,
+        "sipxdp_backend_bytes_total",
+        "Bytes of the frames the XDP program forwarded to a backend.",
+        &["vip", "backend"],
+    )?;
+    for traffic in &snapshot.report.backends {
+        let labels = [traffic.vip.as_str(), &traffic.backend.to_string()];
+        backend_packets.with_label_values(&labels).inc_by(traffic.packets);
+        backend_bytes.with_label_values(&labels).inc_by(traffic.bytes);
+    }
+    let up = gauge(
+        &registry,
+        "sipxdp_backend_up",
+        "1 when the backend's health checks pass (or are off), 0 when it is down.",
+        &["vip", "backend"],
+    )?;
+    let state = gauge(
+        &registry,
+        "sipxdp_backend_state",
+        "1 for the backend's admin state (active, draining or disabled), 0 for the others.",
+        &["vip", "backend", "state"],
+    )?;
+    let weight = gauge(
+        &registry,
+        "sipxdp_backend_weight",
+        "The backend's configured weight.",
+        &["vip", "backend"],
+    )?;
+    let failures = counter(
+        &registry,
+        "sipxdp_health_check_failures_total",
+        "Health checks of the backend that got no acceptable answer.",
+        &["vip", "backend"],
+    )?;
+    let latency = GaugeVec::new(
+        Opts::new(
+            "sipxdp_health_check_latency_seconds",
+            "Round trip of the backend's last answered health check.",
+        ),
+        &["vip", "backend"],
+    )?;
+    registry.register(Box::new(latency.clone()))?;
+    for backend in &snapshot.backends {
+        let labels = [backend.vip.as_str(), backend.backend.as_str()];
+        up.with_label_values(&labels).set(i64::from(backend.up));
+        weight.with_label_values(&labels).set(i64::from(backend.weight));
+        failures.with_label_values(&labels).inc_by(backend.check_failures);
+        if let Some(seconds) = backend.latency_seconds {
+            latency.with_label_values(&labels).set(seconds);
+        }
+        for name in ["active", "draining", "disabled"] {
+            state
+                .with_label_values(&[labels[0], labels[1], name])
+                .set(i64::from(backend.admin == name));
+        }
+    }
+    let program = gauge(
+        &registry,
+        "sipxdp_program_info",
+        "1 for each interface the XDP program is attached to, with its mode.",
+        &["interface", "mode"],
+    )?;
+    for attached in &snapshot.attached {
+        program
+            .with_label_values(&[attached.interface.as_str(), attached.mode.as_str()])
+            .set(1);
+    }
+    if let Some(instructions) = snapshot.verified_instructions {
+        let verified = gauge(
+            &registry,
+            "sipxdp_program_verified_instructions",
+            "Instructions the kernel's verifier processed to accept the program.",
+            &[],
+        )?;
+        verified
+            .with_label_values::<&str>(&[])
+            .set(i64::from(instructions));
+    }
+    let build = gauge(
+        &registry,
+        "sipxdp_build_info",
+        "1, with the version of the running sipxdp.",
+        &["version"],
+    )?;
+    build
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    let mut text = Vec::new();
+    TextEncoder::new().encode(&registry.gather(), &mut text)?;
+    String::from_utf8(text).map_err(|_| MetricsError::Encoding)
+}
+
+/// Every metric family [`exposition`] can write, for the documentation test.
+pub fn names(snapshot: &Snapshot) -> Result<Vec<String>, MetricsError> {
+    Ok(exposition(snapshot)?
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|line| line.split_whitespace().next())
+        .map(str::to_owned)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use sipxdp_common::outcome::{Action, Reason};
+
+    use super::*;
+    use crate::report::{BackendTraffic, Outcome};
+
+    fn snapshot() -> Snapshot {
+        Snapshot {
+            report: Report {
+                outcomes: vec![
+                    Outcome {
+                        vip: Some("sip".into()),
+                        action: Action::Forwarded,
+                        reason: Reason::CallId,
+                        packets: 7,
+                        bytes: 4_200,
+                    },
+                    Outcome {
+                        vip: None,
+                        action: Action::Passed,
+                        reason: Reason::NotVip,
+                        packets: 3,
+                        bytes: 180,
+                    },
+                ],
+                backends: vec![BackendTraffic {
+                    vip: "sip".into(),
+                    backend: "198.51.100.21:5060".parse().unwrap(),
+                    packets: 7,
+                    bytes: 4_200,
+                }],
+            },
+            backends: vec![BackendState {
+                vip: "sip".into(),
+                backend: "198.51.100.21:5060".into(),
+                weight: 2,
+                admin: "draining",
+                up: true,
+                latency_seconds: Some(0.0004),
+                check_failures: 1,
+            }],
+            attached: vec![Attached {
+                interface: "eth0".into(),
+                mode: "skb".into(),
+            }],
+            verified_instructions: Some(190_000),
+        }
+    }
+
+    #[test]
+    fn counters_and_states_are_written_with_their_labels() {
+        let text = exposition(&snapshot()).expect("metrics");
+        for line in [
+            "sipxdp_packets_total{action=\"forwarded\",reason=\"call_id\",vip=\"sip\"} 7",
+            "sipxdp_packets_total{action=\"passed\",reason=\"not_vip\",vip=\"none\"} 3",
+            "sipxdp_backend_packets_total{backend=\"198.51.100.21:5060\",vip=\"sip\"} 7",
+            "sipxdp_backend_state{backend=\"198.51.100.21:5060\",state=\"draining\",vip=\"sip\"} 1",
+            "sipxdp_backend_state{backend=\"198.51.100.21:5060\",state=\"active\",vip=\"sip\"} 0",
+            "sipxdp_backend_up{backend=\"198.51.100.21:5060\",vip=\"sip\"} 1",
+            "sipxdp_backend_weight{backend=\"198.51.100.21:5060\",vip=\"sip\"} 2",
+            "sipxdp_health_check_latency_seconds{backend=\"198.51.100.21:5060\",vip=\"sip\"} 0.0004",
+            "sipxdp_program_info{interface=\"eth0\",mode=\"skb\"} 1",
+            "sipxdp_program_verified_instructions 190000",
+        ] {
+            assert!(text.contains(line), "{line} in:\n{text}");
+        }
+        assert!(text.contains("# TYPE sipxdp_packets_total counter"));
+    }
+
+    #[test]
+    fn every_metric_is_in_the_readme() {
+        let readme = include_str!("../../../README.md");
+        for name in names(&snapshot()).expect("metrics") {
+            assert!(readme.contains(&format!("`{name}`")), "{name} is not in the README");
+        }
+    }
+}
