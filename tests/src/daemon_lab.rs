@@ -18,6 +18,7 @@ use crate::{
     ChildGuard, Lab, LabConfig, UdpReceiver,
     delivery::{Received, WINDOW, collect, deliver_windowed},
     kamailio::{self, Kamailio},
+    prometheus::{Prometheus, http_get},
     send_udp_from,
     sipgen::{Answer, Call, answer_calls, answer_options},
     wait_until,
@@ -25,6 +26,8 @@ use crate::{
 
 /// The SIP port of the VIP, and of the backends in direct server return.
 pub const SIP_PORT: u16 = 5060;
+/// Where the daemon serves its metrics, inside the balancer's namespace.
+pub const METRICS: &str = "127.0.0.1:9560";
 /// The port NAT backends listen on: not the VIP's, so that NAT rewrites the port too.
 pub const NAT_BACKEND_PORT: u16 = 5080;
 
@@ -265,7 +268,7 @@ impl DaemonLab {
         text.push_str(&format!(
             "[daemon]\nlog_level = \"info\"\ncontrol_socket = \"{socket}\"\n\
              pin_path = \"{pins}\"\n\n\
-             [metrics]\nlisten = \"off\"\n\n\
+             [metrics]\nlisten = \"{METRICS}\"\n\n\
              [health_check]\ninterval = \"500ms\"\ntimeout = \"300ms\"\ndown_after = 2\nup_after = 1\n",
             socket = self.control_socket().display(),
             pins = self.pin_path().display(),
@@ -370,6 +373,31 @@ impl DaemonLab {
     pub fn restart_daemon(&mut self) -> anyhow::Result<()> {
         ensure!(self.daemon.is_none(), "the daemon is still running");
         self.start_daemon()
+    }
+
+    /// The daemon's metrics text, fetched inside the balancer's namespace.
+    pub fn scrape(&self) -> anyhow::Result<String> {
+        http_get(self.lab.balancer().netns(), METRICS.parse()?, "/metrics")
+    }
+
+    /// Starts a Prometheus server in the balancer's namespace scraping the daemon every
+    /// second; it stops when dropped. Query it with [`DaemonLab::query`].
+    pub fn start_prometheus(&self) -> anyhow::Result<Prometheus> {
+        Prometheus::start(
+            self.lab.balancer().netns(),
+            &self.directory,
+            METRICS.parse()?,
+        )
+    }
+
+    /// The instant vector of `query` from `prometheus`, started by
+    /// [`DaemonLab::start_prometheus`].
+    pub fn query(
+        &self,
+        prometheus: &Prometheus,
+        query: &str,
+    ) -> anyhow::Result<Vec<(serde_json::Value, f64)>> {
+        prometheus.query(self.lab.balancer().netns(), query)
     }
 
     /// The daemon's control socket.

@@ -23,6 +23,7 @@ pub mod names;
 pub mod netns;
 pub mod privileges;
 pub mod process;
+pub mod prometheus;
 pub mod reference_xdp;
 pub mod routed;
 pub mod sipgen;

@@ -14,8 +14,8 @@ use crate::{
     health::TargetStatus,
     lookup,
     metrics::{Attached, BackendState, Snapshot, exposition},
-    report::Report,
     plan::{BackendId, Health},
+    report::Report,
 };
 
 impl Daemon {
@@ -294,4 +294,3 @@ fn state_name(state: AdminState) -> &'static str {
         AdminState::Disabled => "disabled",
     }
 }
-

@@ -106,8 +106,6 @@ impl Scrape {
 
 #[cfg(test)]
 mod tests {
-    use tokio::io::AsyncReadExt as _;
-
     use super::*;
 
     async fn get(address: SocketAddr, request: &str) -> String {
@@ -135,7 +133,10 @@ mod tests {
             assert_eq!(scrape.wants_metrics().await.expect("a head"), wanted);
             scrape.respond(wanted.then(|| "x 1\n".to_owned())).await;
             let answer = client.await.expect("the client");
-            assert!(answer.starts_with(&format!("HTTP/1.1 {status}")), "{answer}");
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {status}")),
+                "{answer}"
+            );
             if wanted {
                 assert!(answer.ends_with("\r\n\r\nx 1\n"), "{answer}");
             }

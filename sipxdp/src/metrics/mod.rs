@@ -51,13 +51,23 @@ pub struct Snapshot {
     pub verified_instructions: Option<u32>,
 }
 
-fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntCounterVec> {
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
     let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(counter.clone()))?;
     Ok(counter)
 }
 
-fn gauge(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+fn gauge(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
     let gauge = IntGaugeVec::new(Opts::new(name, help), labels)?;
     registry.register(Box::new(gauge.clone()))?;
     Ok(gauge)
@@ -98,8 +108,12 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
     )?;
     for traffic in &snapshot.report.backends {
         let labels = [traffic.vip.as_str(), &traffic.backend.to_string()];
-        backend_packets.with_label_values(&labels).inc_by(traffic.packets);
-        backend_bytes.with_label_values(&labels).inc_by(traffic.bytes);
+        backend_packets
+            .with_label_values(&labels)
+            .inc_by(traffic.packets);
+        backend_bytes
+            .with_label_values(&labels)
+            .inc_by(traffic.bytes);
     }
     let up = gauge(
         &registry,
@@ -136,8 +150,12 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
     for backend in &snapshot.backends {
         let labels = [backend.vip.as_str(), backend.backend.as_str()];
         up.with_label_values(&labels).set(i64::from(backend.up));
-        weight.with_label_values(&labels).set(i64::from(backend.weight));
-        failures.with_label_values(&labels).inc_by(backend.check_failures);
+        weight
+            .with_label_values(&labels)
+            .set(i64::from(backend.weight));
+        failures
+            .with_label_values(&labels)
+            .inc_by(backend.check_failures);
         if let Some(seconds) = backend.latency_seconds {
             latency.with_label_values(&labels).set(seconds);
         }
@@ -175,9 +193,7 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
         "1, with the version of the running sipxdp.",
         &["version"],
     )?;
-    build
-        .with_label_values(&[env!("CARGO_PKG_VERSION")])
-        .set(1);
+    build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     let mut text = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut text)?;
     String::from_utf8(text).map_err(|_| MetricsError::Encoding)
@@ -267,7 +283,10 @@ mod tests {
     fn every_metric_is_in_the_readme() {
         let readme = include_str!("../../../README.md");
         for name in names(&snapshot()).expect("metrics") {
-            assert!(readme.contains(&format!("`{name}`")), "{name} is not in the README");
+            assert!(
+                readme.contains(&format!("`{name}`")),
+                "{name} is not in the README"
+            );
         }
     }
 }
