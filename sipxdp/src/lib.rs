@@ -10,6 +10,7 @@ pub mod neighbor;
 pub mod plan;
 pub mod report;
 pub mod sip;
+pub mod top;
 
 #[cfg(test)]
 mod test_support;

@@ -76,6 +76,15 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         weight: u32,
     },
+    /// Show the running daemon's status with packet rates, redrawn every interval, until
+    /// interrupted.
+    Top {
+        #[command(flatten)]
+        daemon: DaemonSocket,
+        /// Seconds between two screens.
+        #[arg(long, default_value_t = 1.0)]
+        interval: f64,
+    },
     /// Make the running daemon apply its configuration file again (as SIGHUP does).
     Reload {
         #[command(flatten)]
@@ -103,6 +112,15 @@ struct DaemonSocket {
 impl DaemonSocket {
     /// Sends `request` to the daemon and prints its answer.
     fn ask(&self, request: &Request) -> anyhow::Result<()> {
+        let text = self.answer(request)?;
+        if !text.is_empty() {
+            println!("{text}");
+        }
+        Ok(())
+    }
+
+    /// Sends `request` to the daemon and returns its answer.
+    fn answer(&self, request: &Request) -> anyhow::Result<String> {
         let path = match &self.socket {
             Some(path) => path.clone(),
             None => {
@@ -112,15 +130,7 @@ impl DaemonSocket {
                     .control_socket
             }
         };
-        match control::request(&path, request)? {
-            Ok(text) => {
-                if !text.is_empty() {
-                    println!("{text}");
-                }
-                Ok(())
-            }
-            Err(message) => anyhow::bail!("{message}"),
-        }
+        control::request(&path, request)?.map_err(|message| anyhow::anyhow!("{message}"))
     }
 }
 
@@ -172,6 +182,7 @@ fn main() -> ExitCode {
             backend,
         }),
         Command::Reload { daemon } => daemon.ask(&Request::Reload),
+        Command::Top { daemon, interval } => top(&daemon, interval),
         Command::Detach { daemon } => detach(&daemon),
     };
     match result {
@@ -199,6 +210,30 @@ fn run(config: PathBuf, report_every: u64) -> anyhow::Result<()> {
         config,
         report_every: (report_every > 0).then(|| Duration::from_secs(report_every)),
     }))
+}
+
+fn top(daemon: &DaemonSocket, interval: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        interval.is_finite() && (0.1..=3600.0).contains(&interval),
+        "--interval must be between 0.1 and 3600 seconds"
+    );
+    let interval = Duration::from_secs_f64(interval);
+    let mut before = sipxdp::top::counts(&daemon.answer(&Request::Status)?);
+    let mut then = std::time::Instant::now();
+    loop {
+        std::thread::sleep(interval);
+        let status = daemon.answer(&Request::Status)?;
+        let now = std::time::Instant::now();
+        // Clear the screen and draw from its top.
+        print!(
+            "\x1b[2J\x1b[Hsipxdp top, every {:.1} s (Ctrl-C ends)\n\n{}",
+            interval.as_secs_f64(),
+            sipxdp::top::frame(&status, &before, now - then)
+        );
+        std::io::Write::flush(&mut std::io::stdout())?;
+        before = sipxdp::top::counts(&status);
+        then = now;
+    }
 }
 
 fn detach(daemon: &DaemonSocket) -> anyhow::Result<()> {

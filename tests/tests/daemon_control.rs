@@ -195,3 +195,89 @@ fn traffic_flows_through_a_crash_and_a_restart_of_the_daemon() {
         assert!(backends_of.values().all(|set| set.len() == 1));
     }
 }
+
+/// A tmux session, killed when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn capture(&self) -> String {
+        let output = std::process::Command::new("tmux")
+            .args(["capture-pane", "-p", "-t", &self.0])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn top_shows_the_backends_and_their_rates_in_a_terminal() {
+    let name = "top_shows_the_backends_and_their_rates_in_a_terminal";
+    if !require_privileges(name) || !sipxdp_tests::require_command(name, "tmux") {
+        return;
+    }
+    let lab = DaemonLab::start(&[1, 1, 1]).expect("the lab");
+    let binary = sipxdp_tests::daemon_lab::sipxdp_binary().expect("the binary");
+    let session = Tmux(format!("sipxdp-top-{}", std::process::id()));
+    let started = std::process::Command::new("tmux")
+        .args([
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "40",
+            "-s",
+            &session.0,
+        ])
+        .arg(format!(
+            "{} top --interval 0.5 --socket {}",
+            binary.display(),
+            lab.control_socket().display()
+        ))
+        .status()
+        .expect("tmux");
+    assert!(started.success());
+    let client = SocketAddr::new(IpAddr::V4(lab.lab().client().iface().ipv4()), 5800);
+    let backend_lines = |screen: &str| -> Vec<(String, f64)> {
+        screen
+            .lines()
+            .filter(|line| line.trim_start().starts_with("198.51.100."))
+            .filter_map(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                Some((words.first()?.to_string(), words.last()?.parse().ok()?))
+            })
+            .collect()
+    };
+    let mut screen = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut seed = 20;
+    // Traffic flows in bounded windows until the screen shows every backend with a rate.
+    while std::time::Instant::now() < deadline {
+        seed += 1;
+        lab.send_dialogs(client, &calls(seed, 100))
+            .expect("dialogs");
+        screen = session.capture();
+        let lines = backend_lines(&screen);
+        if lines.len() == 3 && lines.iter().all(|(_, rate)| *rate > 0.0) {
+            break;
+        }
+    }
+    let lines = backend_lines(&screen);
+    assert_eq!(lines.len(), 3, "three backends on screen:\n{screen}");
+    assert!(
+        lines.iter().all(|(_, rate)| *rate > 0.0),
+        "non-zero rates while traffic flows:\n{screen}"
+    );
+    assert!(
+        screen.contains("PKT/S") && screen.contains("VIP lab"),
+        "{screen}"
+    );
+}
