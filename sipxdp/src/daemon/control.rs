@@ -13,7 +13,7 @@ use crate::{
     control::protocol::{Answer, BackendAction, Request},
     health::TargetStatus,
     lookup,
-    metrics::{Attached, BackendState, Snapshot, exposition},
+    metrics::{Attached, BackendState, Snapshot, TableState, exposition},
     plan::{BackendId, Health},
     report::Report,
 };
@@ -92,6 +92,18 @@ impl Daemon {
                 })
                 .collect(),
             verified_instructions: self.dataplane.verified_instructions().ok().flatten(),
+            tables: self
+                .tables
+                .iter()
+                .map(|(vip, published)| TableState {
+                    vip: vip.clone(),
+                    publications: published.count,
+                    last_rebuild_seconds: published
+                        .last
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0.0, |since| since.as_secs_f64()),
+                })
+                .collect(),
         };
         exposition(&snapshot).map_err(|error| error.to_string())
     }

@@ -14,7 +14,7 @@ pub mod support;
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path as FsPath, PathBuf},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use anyhow::{Context as _, anyhow, bail};
@@ -34,7 +34,7 @@ use crate::{
     control::{Connection, ControlSocket, protocol::Request},
     dataplane::{Attachment, Dataplane, LoadOptions, Pins, XdpMode},
     health::{Event, Target},
-    metrics::{Exporter, Scrape},
+    metrics::{Exporter, Reply, Scrape},
     neighbor::{AsyncWatcher, DEFAULT_RESOLVE_TIMEOUT, Resolver, Watcher},
     plan::{BackendId, BackendRuntime, Health, Path, Plan, Slots, plan},
     report::Report,
@@ -100,6 +100,22 @@ fn xdp_mode(mode: ConfigXdpMode) -> XdpMode {
     }
 }
 
+/// The Maglev tables published for one VIP.
+#[derive(Clone, Copy, Debug)]
+struct TablePublications {
+    count: u64,
+    last: SystemTime,
+}
+
+impl Default for TablePublications {
+    fn default() -> Self {
+        Self {
+            count: 0,
+            last: SystemTime::UNIX_EPOCH,
+        }
+    }
+}
+
 /// The attached program and what it was filled from.
 struct Daemon {
     config_path: PathBuf,
@@ -116,6 +132,8 @@ struct Daemon {
     /// Operators' admin states (`sipxdp backend …`), over the configured ones; kept across
     /// reloads while the backend stays in the file.
     admin: BTreeMap<BackendId, AdminState>,
+    /// Per VIP name: the Maglev tables published so far, and when the last one was.
+    tables: BTreeMap<String, TablePublications>,
     tx_ports: BTreeSet<u32>,
     resolver: Resolver,
 }
@@ -138,6 +156,15 @@ impl Daemon {
             }
         }
         self.dataplane.apply(&next, &self.plan)?;
+        let now = SystemTime::now();
+        for vip in &next.vips {
+            let before = self.plan.vips.iter().find(|old| old.key == vip.key);
+            if before.map(|old| &old.table) != Some(&vip.table) {
+                let published = self.tables.entry(vip.name.clone()).or_default();
+                published.count += 1;
+                published.last = now;
+            }
+        }
         self.plan = next;
         Ok(())
     }
@@ -312,6 +339,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         health: BTreeMap::new(),
         paths,
         admin: BTreeMap::new(),
+        tables: BTreeMap::new(),
         tx_ports: BTreeSet::new(),
         resolver,
     };
@@ -402,7 +430,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                             Ok(true) => {
                                 let _ = sender.send(scrape).await;
                             }
-                            Ok(false) => scrape.respond(None).await,
+                            Ok(false) => scrape.respond(Reply::NotFound).await,
                             Err(error) => log::debug!("metrics request: {error}"),
                         }
                     });
@@ -410,11 +438,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                 Err(error) => log::warn!("metrics endpoint: {error}"),
             },
             Some(scrape) = scrapes.recv() => {
-                let metrics = daemon.metrics(&health_checks).await;
-                if let Err(error) = &metrics {
-                    log::warn!("metrics: {error}");
-                }
-                tokio::spawn(scrape.respond(metrics.ok()));
+                let reply = match daemon.metrics(&health_checks).await {
+                    Ok(text) => Reply::Metrics(text),
+                    Err(error) => {
+                        log::warn!("metrics: {error}");
+                        Reply::Failed(error)
+                    }
+                };
+                tokio::spawn(scrape.respond(reply));
             }
             Some((request, connection)) = requests.recv() => {
                 let answer = match request {

@@ -51,6 +51,17 @@ impl Exporter {
     }
 }
 
+/// What a client gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// The metrics text.
+    Metrics(String),
+    /// Not `GET /metrics`.
+    NotFound,
+    /// The metrics could not be built, and why.
+    Failed(String),
+}
+
 /// One HTTP client.
 pub struct Scrape {
     stream: TcpStream,
@@ -82,15 +93,17 @@ impl Scrape {
         Ok(method == Some("GET") && path == Some("/metrics"))
     }
 
-    /// Answers `200` with `body` (the metrics), or `404` when `body` is `None`.
-    pub async fn respond(mut self, body: Option<String>) {
-        let (status, content_type, body) = match body {
-            Some(body) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body),
-            None => (
+    /// Sends `reply` and ends the connection.
+    pub async fn respond(mut self, reply: Reply) {
+        let plain = "text/plain; charset=utf-8";
+        let (status, content_type, body) = match reply {
+            Reply::Metrics(body) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body),
+            Reply::NotFound => (
                 "404 Not Found",
-                "text/plain; charset=utf-8",
+                plain,
                 "sipxdp serves only GET /metrics\n".to_owned(),
             ),
+            Reply::Failed(reason) => ("500 Internal Server Error", plain, format!("{reason}\n")),
         };
         let head = format!(
             "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
@@ -131,7 +144,12 @@ mod tests {
             let client = tokio::spawn(get(address, request));
             let mut scrape = exporter.accept().await.expect("a client");
             assert_eq!(scrape.wants_metrics().await.expect("a head"), wanted);
-            scrape.respond(wanted.then(|| "x 1\n".to_owned())).await;
+            let reply = if wanted {
+                Reply::Metrics("x 1\n".to_owned())
+            } else {
+                Reply::NotFound
+            };
+            scrape.respond(reply).await;
             let answer = client.await.expect("the client");
             assert!(
                 answer.starts_with(&format!("HTTP/1.1 {status}")),
@@ -141,5 +159,12 @@ mod tests {
                 assert!(answer.ends_with("\r\n\r\nx 1\n"), "{answer}");
             }
         }
+        let client = tokio::spawn(get(address, "GET /metrics HTTP/1.1\r\n\r\n"));
+        let scrape = exporter.accept().await.expect("a client");
+        scrape
+            .respond(Reply::Failed("the maps are gone".into()))
+            .await;
+        let answer = client.await.expect("the client");
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
     }
 }

@@ -7,7 +7,7 @@ mod http;
 use prometheus::{Encoder as _, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use thiserror::Error;
 
-pub use self::http::{Exporter, HttpError, Scrape};
+pub use self::http::{Exporter, HttpError, Reply, Scrape};
 use crate::report::Report;
 
 /// Why the metrics could not be written.
@@ -41,6 +41,16 @@ pub struct Attached {
     pub mode: String,
 }
 
+/// A VIP's Maglev tables.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TableState {
+    pub vip: String,
+    /// Tables published since the daemon started: each one flips the live generation.
+    pub publications: u64,
+    /// When the last one was, in seconds since the Unix epoch.
+    pub last_rebuild_seconds: f64,
+}
+
 /// Everything one scrape reports.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
@@ -49,6 +59,7 @@ pub struct Snapshot {
     pub attached: Vec<Attached>,
     /// Instructions the verifier processed to accept the program.
     pub verified_instructions: Option<u32>,
+    pub tables: Vec<TableState>,
 }
 
 fn counter(
@@ -165,6 +176,28 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
                 .set(i64::from(backend.admin == name));
         }
     }
+    let publications = counter(
+        &registry,
+        "sipxdp_maglev_tables_published_total",
+        "Maglev tables published for the VIP since the daemon started (each flips the live generation).",
+        &["vip"],
+    )?;
+    let rebuilt = GaugeVec::new(
+        Opts::new(
+            "sipxdp_maglev_last_rebuild_timestamp_seconds",
+            "When the VIP's last Maglev table was published, in seconds since the Unix epoch.",
+        ),
+        &["vip"],
+    )?;
+    registry.register(Box::new(rebuilt.clone()))?;
+    for table in &snapshot.tables {
+        publications
+            .with_label_values(&[table.vip.as_str()])
+            .inc_by(table.publications);
+        rebuilt
+            .with_label_values(&[table.vip.as_str()])
+            .set(table.last_rebuild_seconds);
+    }
     let program = gauge(
         &registry,
         "sipxdp_program_info",
@@ -256,6 +289,11 @@ mod tests {
                 mode: "skb".into(),
             }],
             verified_instructions: Some(190_000),
+            tables: vec![TableState {
+                vip: "sip".into(),
+                publications: 3,
+                last_rebuild_seconds: 1_795_000_000.5,
+            }],
         }
     }
 
@@ -273,6 +311,7 @@ mod tests {
             "sipxdp_health_check_latency_seconds{backend=\"198.51.100.21:5060\",vip=\"sip\"} 0.0004",
             "sipxdp_program_info{interface=\"eth0\",mode=\"skb\"} 1",
             "sipxdp_program_verified_instructions 190000",
+            "sipxdp_maglev_tables_published_total{vip=\"sip\"} 3",
         ] {
             assert!(text.contains(line), "{line} in:\n{text}");
         }
