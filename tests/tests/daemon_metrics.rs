@@ -56,6 +56,16 @@ fn prometheus_scrapes_counts_that_match_what_backends_received() {
         "Prometheus saw {seen:?}, the backends got {per_backend:?}"
     );
 
+    // Every backend's health checks were timed.
+    let timed = lab
+        .query(
+            &prometheus,
+            "sipxdp_health_check_latency_seconds_count{vip=\"lab\"}",
+        )
+        .expect("a query");
+    assert_eq!(timed.len(), 3, "{timed:?}");
+    assert!(timed.iter().all(|(_, count)| *count > 0.0), "{timed:?}");
+
     // promtool accepts the text.
     let text = lab.scrape().expect("the metrics");
     let mut promtool = Command::new("promtool")

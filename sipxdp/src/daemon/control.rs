@@ -279,6 +279,9 @@ impl Daemon {
                     latency_seconds: status
                         .and_then(|status| status.last_latency)
                         .map(|latency| latency.as_secs_f64()),
+                    latencies: status
+                        .map(|status| status.latencies.clone())
+                        .unwrap_or_default(),
                     check_failures: status.map_or(0, |status| status.failures_total),
                 };
                 states.push((state, packets));

@@ -13,7 +13,7 @@ mod status;
 pub use driver::{Command, DriverError, Snapshot, run};
 pub use prober::{DownReason, DuplicateTargetId, Event, Prober, Target, Transmit};
 pub use settings::{MAX_INTERVAL, Settings, SettingsError};
-pub use status::{State, TargetStatus};
+pub use status::{LATENCY_BUCKETS_US, LatencyHistogram, State, TargetStatus};
 
 #[cfg(test)]
 mod testing;

@@ -249,6 +249,9 @@ impl Prober {
         }
         let ping = entry.outstanding.take();
         entry.status.last_latency = ping.map(|ping| now.saturating_duration_since(ping.sent));
+        if let Some(latency) = entry.status.last_latency {
+            entry.status.latencies.observe(latency);
+        }
         entry.status.last_reply_code = Some(code);
         if self.settings.is_alive(code) {
             if entry.status.record_success(self.settings.up_after) {

@@ -22,6 +22,36 @@ pub struct TargetStatus {
     pub last_reply_code: Option<u16>,
     pub pings_sent: u64,
     pub failures_total: u64,
+    /// Round-trip times of every final reply.
+    pub latencies: LatencyHistogram,
+}
+
+/// Upper bounds of the latency buckets, in microseconds: 0.5 ms to 1 s, then +Inf.
+pub const LATENCY_BUCKETS_US: [u64; 11] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+];
+
+/// Counts of round-trip times by bucket, Prometheus-style: `buckets[i]` counts the times
+/// of at most `LATENCY_BUCKETS_US[i]` (cumulative), `count` all of them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    pub buckets: [u64; LATENCY_BUCKETS_US.len()],
+    pub count: u64,
+    pub sum_us: u64,
+}
+
+impl LatencyHistogram {
+    /// Counts one round trip.
+    pub fn observe(&mut self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        for (bucket, bound) in self.buckets.iter_mut().zip(LATENCY_BUCKETS_US) {
+            if us <= bound {
+                *bucket += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
 }
 
 impl TargetStatus {
@@ -35,6 +65,7 @@ impl TargetStatus {
             last_reply_code: None,
             pings_sent: 0,
             failures_total: 0,
+            latencies: LatencyHistogram::default(),
         }
     }
 
@@ -59,5 +90,21 @@ impl TargetStatus {
             self.state = State::Down;
         }
         falls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latencies_count_into_every_bucket_above_them() {
+        let mut histogram = LatencyHistogram::default();
+        histogram.observe(Duration::from_micros(700));
+        histogram.observe(Duration::from_millis(30));
+        histogram.observe(Duration::from_secs(2));
+        assert_eq!(histogram.buckets, [0, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2]);
+        assert_eq!(histogram.count, 3);
+        assert_eq!(histogram.sum_us, 2_030_700);
     }
 }

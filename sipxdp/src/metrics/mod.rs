@@ -4,11 +4,16 @@
 
 mod http;
 
+use std::fmt::Write as _;
+
 use prometheus::{Encoder as _, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 use thiserror::Error;
 
 pub use self::http::{Exporter, HttpError, Reply, Scrape};
-use crate::report::Report;
+use crate::{
+    health::{LATENCY_BUCKETS_US, LatencyHistogram},
+    report::Report,
+};
 
 /// Why the metrics could not be written.
 #[derive(Debug, Error)]
@@ -30,6 +35,8 @@ pub struct BackendState {
     pub up: bool,
     /// The last health check's round trip, in seconds.
     pub latency_seconds: Option<f64>,
+    /// Every health check's round trip.
+    pub latencies: LatencyHistogram,
     /// Health checks that got no acceptable answer, since the daemon started.
     pub check_failures: u64,
 }
@@ -150,14 +157,6 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
         "Health checks of the backend that got no acceptable answer.",
         &["vip", "backend"],
     )?;
-    let latency = GaugeVec::new(
-        Opts::new(
-            "sipxdp_health_check_latency_seconds",
-            "Round trip of the backend's last answered health check.",
-        ),
-        &["vip", "backend"],
-    )?;
-    registry.register(Box::new(latency.clone()))?;
     for backend in &snapshot.backends {
         let labels = [backend.vip.as_str(), backend.backend.as_str()];
         up.with_label_values(&labels).set(i64::from(backend.up));
@@ -167,9 +166,6 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
         failures
             .with_label_values(&labels)
             .inc_by(backend.check_failures);
-        if let Some(seconds) = backend.latency_seconds {
-            latency.with_label_values(&labels).set(seconds);
-        }
         for name in ["active", "draining", "disabled"] {
             state
                 .with_label_values(&[labels[0], labels[1], name])
@@ -229,7 +225,54 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
     build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     let mut text = Vec::new();
     TextEncoder::new().encode(&registry.gather(), &mut text)?;
-    String::from_utf8(text).map_err(|_| MetricsError::Encoding)
+    let mut text = String::from_utf8(text).map_err(|_| MetricsError::Encoding)?;
+    latency_histograms(&snapshot.backends, &mut text);
+    Ok(text)
+}
+
+/// `sipxdp_health_check_latency_seconds`, written by hand: the prober counts round trips
+/// into buckets as they happen, and the crate's histograms take observations, not
+/// counts.
+fn latency_histograms(backends: &[BackendState], text: &mut String) {
+    const NAME: &str = "sipxdp_health_check_latency_seconds";
+    if backends.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        text,
+        "# HELP {NAME} Round trips of the backend's answered health checks.\n# TYPE {NAME} histogram"
+    );
+    for backend in backends {
+        let labels = format!(
+            "backend=\"{}\",vip=\"{}\"",
+            escape(&backend.backend),
+            escape(&backend.vip)
+        );
+        let histogram = &backend.latencies;
+        for (count, bound) in histogram.buckets.iter().zip(LATENCY_BUCKETS_US) {
+            let le = bound as f64 / 1e6;
+            let _ = writeln!(text, "{NAME}_bucket{{{labels},le=\"{le}\"}} {count}");
+        }
+        let _ = writeln!(
+            text,
+            "{NAME}_bucket{{{labels},le=\"+Inf\"}} {}",
+            histogram.count
+        );
+        let _ = writeln!(
+            text,
+            "{NAME}_sum{{{labels}}} {}",
+            histogram.sum_us as f64 / 1e6
+        );
+        let _ = writeln!(text, "{NAME}_count{{{labels}}} {}", histogram.count);
+    }
+}
+
+/// A label value with `\`, `"` and line feeds escaped, as the text format wants.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Every metric family [`exposition`] can write, for the documentation test.
@@ -282,6 +325,11 @@ mod tests {
                 admin: "draining",
                 up: true,
                 latency_seconds: Some(0.0004),
+                latencies: {
+                    let mut histogram = LatencyHistogram::default();
+                    histogram.observe(std::time::Duration::from_micros(400));
+                    histogram
+                },
                 check_failures: 1,
             }],
             attached: vec![Attached {
@@ -308,7 +356,8 @@ mod tests {
             "sipxdp_backend_state{backend=\"198.51.100.21:5060\",state=\"active\",vip=\"sip\"} 0",
             "sipxdp_backend_up{backend=\"198.51.100.21:5060\",vip=\"sip\"} 1",
             "sipxdp_backend_weight{backend=\"198.51.100.21:5060\",vip=\"sip\"} 2",
-            "sipxdp_health_check_latency_seconds{backend=\"198.51.100.21:5060\",vip=\"sip\"} 0.0004",
+            "sipxdp_health_check_latency_seconds_bucket{backend=\"198.51.100.21:5060\",vip=\"sip\",le=\"0.0005\"} 1",
+            "sipxdp_health_check_latency_seconds_count{backend=\"198.51.100.21:5060\",vip=\"sip\"} 1",
             "sipxdp_program_info{interface=\"eth0\",mode=\"skb\"} 1",
             "sipxdp_program_verified_instructions 190000",
             "sipxdp_maglev_tables_published_total{vip=\"sip\"} 3",
