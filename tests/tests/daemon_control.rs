@@ -281,3 +281,55 @@ fn top_shows_the_backends_and_their_rates_in_a_terminal() {
         "{screen}"
     );
 }
+
+#[test]
+fn reloads_and_drains_while_a_stream_flows_lose_nothing() {
+    if !require_privileges("reloads_and_drains_while_a_stream_flows_lose_nothing") {
+        return;
+    }
+    let lab = DaemonLab::start(&[1, 1, 1]).expect("the lab");
+    let client = SocketAddr::new(IpAddr::V4(lab.lab().client().iface().ipv4()), 5900);
+    let target = format!("{}:5060", lab.lab().backends()[1].iface().ipv4());
+    let binary = sipxdp_tests::daemon_lab::sipxdp_binary().expect("the binary");
+    let socket = lab.control_socket();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        // Meanwhile, as fast as they answer: reload, drain, enable, over and over.
+        let operator = scope.spawn(|| {
+            let mut operations = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for args in [
+                    vec!["reload"],
+                    vec!["backend", "drain", "lab", &target],
+                    vec!["backend", "enable", "lab", &target],
+                ] {
+                    let output = std::process::Command::new(&binary)
+                        .args(&args)
+                        .arg("--socket")
+                        .arg(&socket)
+                        .output()
+                        .expect("sipxdp");
+                    assert!(
+                        output.status.success(),
+                        "{args:?}: {}",
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                    operations += 1;
+                }
+            }
+            operations
+        });
+        // The stream: 20 rounds of 100 dialogs, each window of which must arrive whole.
+        let mut messages = 0;
+        for round in 0..20 {
+            let received = lab
+                .send_dialogs(client, &calls(100 + round, 100))
+                .expect("every window arrives whole");
+            messages += received.len();
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let operations = operator.join().expect("the operator");
+        assert_eq!(messages, 20 * 100 * 3);
+        assert!(operations >= 3, "operations ran during the stream");
+    });
+}
