@@ -29,6 +29,10 @@ const DEBIAN_PACKAGES: &[&str] = &[
     "linux-perf",
     "qemu-system-x86",
     "python3",
+    // `systemd-analyze verify` checks the shipped unit.
+    "systemd",
+    // `setpriv` runs the control-socket test as another user.
+    "util-linux",
 ];
 
 /// Services some packages start on installation. They would occupy the ports tests and labs
