@@ -183,6 +183,20 @@ impl DaemonLab {
         Ok(())
     }
 
+    /// The INVITEs the Kamailio of backend `number` (from 1) received so far.
+    pub fn kamailio_invites(&self, number: usize) -> usize {
+        self.kamailios
+            .get(number - 1)
+            .and_then(Option::as_ref)
+            .map_or(0, |kamailio| {
+                kamailio
+                    .requests()
+                    .iter()
+                    .filter(|request| request.method == "INVITE")
+                    .count()
+            })
+    }
+
     /// What every running Kamailio received so far, with its backend number (from 1).
     fn kamailio_requests(&self) -> Vec<(usize, kamailio::Request)> {
         self.kamailios

@@ -97,3 +97,65 @@ fn kamailio_backends_going_down_and_up_move_only_their_calls() {
         "backend 3 takes new calls"
     );
 }
+
+#[test]
+fn sipp_calls_survive_a_kill_and_a_restart_of_the_daemon() {
+    let name = "sipp_calls_survive_a_kill_and_a_restart_of_the_daemon";
+    if !require_privileges(name) || !sipxdp_tests::require_command(name, "sipp") {
+        return;
+    }
+    let mut lab = DaemonLab::start_with_kamailio(&[1, 1, 1]).expect("the lab");
+    let client = lab.lab().client().iface().ipv4();
+    let directory = std::env::temp_dir().join(format!("sipxdp-sipp-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).expect("a directory");
+    let output = std::fs::File::create(directory.join("sipp.out")).expect("a file");
+    // 600 calls at 100 per second (about 6 s), no retransmissions: a lost message fails
+    // its call. Bounded: sipp gives up after 60 s.
+    let mut command = std::process::Command::new("sipp");
+    command
+        .args(["-sn", "uac", "-i", &client.to_string(), "-p", "5620"])
+        .args(["-m", "600", "-r", "100", "-l", "100", "-d", "200", "-nr"])
+        .args([
+            "-recv_timeout",
+            "5000",
+            "-timeout",
+            "60",
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .arg(lab.vip().to_string())
+        .stdin(std::process::Stdio::null())
+        .stdout(output)
+        .stderr(std::process::Stdio::null());
+    let mut sipp = lab.lab().client().netns().spawn(command).expect("sipp");
+    let invites = |lab: &DaemonLab| {
+        (1..=3)
+            .map(|number| lab.kamailio_invites(number))
+            .sum::<usize>()
+    };
+    // The calls flow; kill -9 the daemon in the middle of them ...
+    assert!(wait_until(
+        Instant::now() + Duration::from_secs(10),
+        || invites(&lab) >= 100
+    ));
+    lab.kill_daemon().expect("kill -9");
+    // ... let them flow through the pinned program alone, then start a new daemon.
+    let orphaned = invites(&lab);
+    assert!(wait_until(
+        Instant::now() + Duration::from_secs(10),
+        || invites(&lab) >= orphaned + 100
+    ));
+    lab.restart_daemon().expect("a new daemon");
+    let status = sipp
+        .wait_until_exit(Instant::now() + Duration::from_secs(90))
+        .expect("waiting for sipp")
+        .expect("sipp ended");
+    let report = std::fs::read_to_string(directory.join("sipp.out")).unwrap_or_default();
+    std::fs::remove_dir_all(&directory).expect("cleaning up");
+    assert!(status.success(), "sipp saw failed calls:\n{report}");
+    assert_eq!(
+        invites(&lab),
+        600,
+        "each call's INVITE reached one Kamailio"
+    );
+}
