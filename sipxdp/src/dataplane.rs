@@ -109,7 +109,7 @@ pub struct LoadOptions {
 }
 
 /// What the daemon pins on bpffs so that traffic keeps flowing while no daemon runs:
-/// the maps that hold state, and one XDP link per interface.
+/// the maps that hold state, one XDP link per interface, and the program.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pins {
     root: PathBuf,
@@ -149,6 +149,10 @@ impl Pins {
 
     fn link(&self, interface: &str) -> PathBuf {
         self.root.join(format!("link-{interface}"))
+    }
+
+    fn program(&self) -> PathBuf {
+        self.root.join("program")
     }
 
     /// The interfaces with a pinned link.
@@ -339,6 +343,14 @@ impl Dataplane {
         // Netlink XDP attachments (kernels before 5.9) are no links and cannot be pinned.
         let link = FdLink::try_from(link).map_err(|e| pin_error(&path)(&e))?;
         link.pin(&path).map_err(|e| pin_error(&path)(&e))?;
+        // The program itself too, for `bpftool` and friends; the link holds it anyway.
+        let program_path = pins.program();
+        if program_path.exists() {
+            fs::remove_file(&program_path).map_err(|e| pin_error(&program_path)(&e))?;
+        }
+        program
+            .pin(&program_path)
+            .map_err(|e| pin_error(&program_path)(&e))?;
         Ok(attachment)
     }
 
