@@ -7,7 +7,11 @@ use anyhow::{Context as _, Result};
 use sipxdp::dataplane::{Dataplane, LoadOptions};
 use sipxdp_common::{
     maglev::{MaglevBackend, build_table},
-    maps::{BACKEND_IN_SERVICE, Backend, PROTOCOL_UDP, Settings, VipConfig, VipKey, ipv4_mapped},
+    maps::{
+        BACKEND_IN_SERVICE, Backend, PROTOCOL_UDP, Settings, VipConfig, VipKey, ipv4_mapped,
+        table_entry,
+    },
+    outcome::{Action, Reason},
 };
 
 use crate::frames::{BALANCER_MAC, VIP, VIP_V6};
@@ -85,6 +89,52 @@ pub fn maglev_table(members: &[(u32, u32)], size: u32) -> Result<Vec<u16>> {
         .into_iter()
         .map(|slot| u16::try_from(slot).context("a backend slot beyond u16"))
         .collect()
+}
+
+/// The backend slot entry `table_entry(XXH64(call_id, seed))` of `table` holds: where
+/// the program must steer `call_id`. Hashed with the `xxhash-rust` crate, not with the
+/// program's own code, so that a test checks the program against another implementation.
+pub fn owner(table: &[u16], call_id: &[u8], seed: u64) -> u32 {
+    let hash = xxhash_rust::xxh64::xxh64(call_id, seed);
+    u32::from(table[table_entry(hash, table.len() as u32)])
+}
+
+/// A program loaded with [`load_options`] and filled by [`configure`] with the fixture's
+/// backends, and the table it published.
+pub struct Loaded {
+    pub dataplane: Dataplane,
+    pub table: Vec<u16>,
+    seed: u64,
+}
+
+impl Loaded {
+    /// Loads and configures the program with `settings` and `vip_flags`.
+    pub fn new(settings: &Settings, vip_flags: u32) -> Result<Self> {
+        let mut dataplane = Dataplane::load(&load_options()).context("loading the program")?;
+        let table = configure(&mut dataplane, settings, vip_flags, BACKENDS)?;
+        Ok(Self {
+            dataplane,
+            table,
+            seed: settings.hash_seed,
+        })
+    }
+
+    /// The backend slot the published table gives `call_id`.
+    pub fn owner(&self, call_id: &[u8]) -> u32 {
+        owner(&self.table, call_id, self.seed)
+    }
+
+    /// The packets counted under (VIP slot, action, reason), summed over CPUs.
+    ///
+    /// # Panics
+    ///
+    /// When the counters cannot be read: a test cannot go on without them.
+    pub fn packets(&self, slot: u32, action: Action, reason: Reason) -> u64 {
+        self.dataplane
+            .counter(slot, action, reason)
+            .expect("reading the program's counters")
+            .packets
+    }
 }
 
 /// How the tests load the program: as the daemon does, with a `DIALOGS` map of 65,536

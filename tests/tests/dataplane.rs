@@ -8,15 +8,14 @@
 
 use std::net::IpAddr;
 
-use sipxdp::dataplane::Dataplane;
 use sipxdp_common::{
     corpus::{self, Expected},
-    maps::{BACKEND_IN_SERVICE, Backend, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, table_entry},
+    maps::{BACKEND_IN_SERVICE, Backend, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP},
     outcome::{Action, NO_VIP, Reason},
 };
 use sipxdp_tests::{
     Netns,
-    fixture::{self, backend_mac, vip_key},
+    fixture::{self, Loaded, backend_mac, vip_key},
     frames::{BALANCER_MAC, FrameSpec, udp_frame},
     require_privileges,
 };
@@ -26,36 +25,9 @@ const XDP_DROP: u32 = 1;
 const XDP_PASS: u32 = 2;
 const XDP_TX: u32 = 3;
 const XDP_REDIRECT: u32 = 4;
-/// A loaded program with one VIP (198.51.100.100:5060) over three backends.
-struct Fixture {
-    dataplane: Dataplane,
-    table: Vec<u16>,
-}
-
-impl Fixture {
-    fn new(vip_flags: u32) -> Self {
-        let mut dataplane = Dataplane::load(&fixture::load_options()).expect("loading the program");
-        let table = fixture::configure(
-            &mut dataplane,
-            &fixture::stateless(SEED),
-            vip_flags,
-            fixture::BACKENDS,
-        )
-        .expect("the fixture");
-        Self { dataplane, table }
-    }
-
-    fn expected_slot(&self, call_id: &[u8]) -> u32 {
-        let hash = xxhash_rust::xxh64::xxh64(call_id, SEED);
-        self.table[table_entry(hash, self.table.len() as u32)] as u32
-    }
-
-    fn packets(&self, slot: u32, action: Action, reason: Reason) -> u64 {
-        self.dataplane
-            .counter(slot, action, reason)
-            .expect("counter")
-            .packets
-    }
+/// The fixture program, stickiness off.
+fn program(vip_flags: u32) -> Loaded {
+    Loaded::new(&fixture::stateless(SEED), vip_flags).expect("the fixture")
 }
 
 #[test]
@@ -63,7 +35,7 @@ fn verifier_accepts_the_program_with_room_to_spare() {
     if !require_privileges("verifier_accepts_the_program_with_room_to_spare") {
         return;
     }
-    let fixture = Fixture::new(0);
+    let fixture = program(0);
     let verified = fixture
         .dataplane
         .verified_instructions()
@@ -81,7 +53,7 @@ fn corpus_messages_are_steered_or_passed_with_their_reason() {
     if !require_privileges("corpus_messages_are_steered_or_passed_with_their_reason") {
         return;
     }
-    let fixture = Fixture::new(0);
+    let fixture = program(0);
     for case in corpus::cases() {
         let frame = udp_frame(&FrameSpec::default(), &case.message);
         let passed_before = match &case.kernel {
@@ -93,7 +65,7 @@ fn corpus_messages_are_steered_or_passed_with_their_reason() {
         let output = fixture.dataplane.test_run(&frame).expect("test run");
         match &case.kernel {
             Expected::CallId(value) => {
-                let slot = fixture.expected_slot(value);
+                let slot = fixture.owner(value);
                 let mut expected = frame.clone();
                 expected[..6].copy_from_slice(&backend_mac(slot));
                 expected[6..12].copy_from_slice(&BALANCER_MAC);
@@ -146,7 +118,7 @@ fn vlan_tags_and_ipv4_options_are_parsed_and_kept() {
     if !require_privileges("vlan_tags_and_ipv4_options_are_parsed_and_kept") {
         return;
     }
-    let fixture = Fixture::new(0);
+    let fixture = program(0);
     let invite = corpus::cases()
         .into_iter()
         .find(|case| case.name == "invite")
@@ -154,7 +126,7 @@ fn vlan_tags_and_ipv4_options_are_parsed_and_kept() {
     let Expected::CallId(call_id) = &invite.kernel else {
         panic!("the invite case has a Call-ID");
     };
-    let slot = fixture.expected_slot(call_id);
+    let slot = fixture.owner(call_id);
     let specs = [
         FrameSpec {
             vlans: [Some(100), None],
@@ -201,7 +173,7 @@ fn keep_alive_and_non_sip_follow_the_vip_policy() {
             XDP_DROP,
         ),
     ] {
-        let fixture = Fixture::new(flags);
+        let fixture = program(flags);
         for (payload, reason) in [
             (&b"\r\n\r\n"[..], Reason::KeepAlive),
             (&b"\r\n"[..], Reason::KeepAlive),
@@ -224,7 +196,7 @@ fn traffic_not_for_a_vip_passes_untouched_and_is_counted() {
     if !require_privileges("traffic_not_for_a_vip_passes_untouched_and_is_counted") {
         return;
     }
-    let fixture = Fixture::new(0);
+    let fixture = program(0);
     let invite = &corpus::cases()
         .into_iter()
         .find(|case| case.name == "invite")
@@ -310,7 +282,7 @@ fn a_vip_without_backends_passes_and_other_interfaces_need_a_port() {
         .expect("up");
     netns
         .enter_thread(|| {
-            let mut fixture = Fixture::new(0);
+            let mut fixture = program(0);
             let invite = corpus::cases()
                 .into_iter()
                 .find(|case| case.name == "invite")

@@ -8,13 +8,12 @@ use std::{
     time::Duration,
 };
 
-use sipxdp::dataplane::Dataplane;
 use sipxdp_common::{
-    maps::{BACKEND_IN_SERVICE, Backend, Settings, table_entry},
+    maps::{BACKEND_IN_SERVICE, Backend, Settings},
     outcome::{Action, Reason},
 };
 use sipxdp_tests::{
-    fixture::{self, MAGLEV_SIZE, VIP_SLOT, backend_mac, maglev_table, vip_key},
+    fixture::{self, Loaded, MAGLEV_SIZE, VIP_SLOT, backend_mac, maglev_table, vip_key},
     frames::{BALANCER_MAC, CLIENT, FrameSpec, VIP, udp_frame},
     require_privileges,
     sipgen::{Call, Rng},
@@ -28,22 +27,21 @@ const ONE_HOUR_NS: u64 = 3_600_000_000_000;
 /// A program with three backends and stickiness configured by `idle_ns`, and the calls
 /// the tests send.
 struct Dialogs {
-    dataplane: Dataplane,
+    program: Loaded,
     calls: Vec<Call>,
 }
 
 impl Dialogs {
     fn new(idle_ns: u64) -> Self {
-        let mut dataplane = Dataplane::load(&fixture::load_options()).expect("loading the program");
         let settings = Settings {
             hash_seed: SEED,
             dialog_idle_ns: idle_ns,
             ..Settings::default()
         };
-        fixture::configure(&mut dataplane, &settings, 0, fixture::BACKENDS).expect("the fixture");
+        let program = Loaded::new(&settings, 0).expect("the fixture");
         let mut rng = Rng::new(11);
         let calls = (0..CALLS).map(|_| Call::random(&mut rng, 10)).collect();
-        Self { dataplane, calls }
+        Self { program, calls }
     }
 
     fn addresses() -> (SocketAddr, SocketAddr) {
@@ -56,6 +54,7 @@ impl Dialogs {
     /// Sends `message` and returns the backend slot whose MAC the frame left with.
     fn send(&self, message: &[u8]) -> u32 {
         let output = self
+            .program
             .dataplane
             .test_run(&udp_frame(&FrameSpec::default(), message))
             .expect("test run");
@@ -84,7 +83,8 @@ impl Dialogs {
 
     /// Puts a backend in slot `slot` with `incarnation`, in service or not.
     fn set_backend(&mut self, slot: u32, in_service: bool, incarnation: u16) {
-        self.dataplane
+        self.program
+            .dataplane
             .set_backend(
                 slot,
                 &Backend {
@@ -100,23 +100,20 @@ impl Dialogs {
     fn publish(&mut self, slots: &[u32]) -> Vec<u16> {
         let members: Vec<(u32, u32)> = slots.iter().map(|&slot| (slot, 1)).collect();
         let table = maglev_table(&members, MAGLEV_SIZE).expect("a table");
-        self.dataplane
+        self.program
+            .dataplane
             .publish_table(&vip_key(5060), &table)
             .expect("publishing");
         table
     }
 
     fn counted(&self, reason: Reason) -> u64 {
-        self.dataplane
-            .counter(VIP_SLOT, Action::Forwarded, reason)
-            .expect("counter")
-            .packets
+        self.program.packets(VIP_SLOT, Action::Forwarded, reason)
     }
 }
 
 fn table_choice(table: &[u16], call: &Call) -> u32 {
-    let hash = xxhash_rust::xxh64::xxh64(call.call_id.as_bytes(), SEED);
-    u32::from(table[table_entry(hash, table.len() as u32)])
+    fixture::owner(table, call.call_id.as_bytes(), SEED)
 }
 
 #[test]

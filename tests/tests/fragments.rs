@@ -5,13 +5,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use sipxdp::dataplane::{Dataplane, TestRunOutput};
-use sipxdp_common::{
-    maps::table_entry,
-    outcome::{Action, NO_VIP, Reason},
-};
+use sipxdp::dataplane::TestRunOutput;
+use sipxdp_common::outcome::{Action, NO_VIP, Reason};
 use sipxdp_tests::{
-    fixture::{self, VIP_SLOT, VIP_V6_SLOT, backend_mac},
+    fixture::{self, Loaded, VIP_SLOT, VIP_V6_SLOT, backend_mac},
     frames::{BALANCER_MAC, FrameSpec, VIP, VIP_V6, client_address, udp_fragments, udp_frame},
     require_privileges,
     sipgen::{Call, Rng},
@@ -23,39 +20,13 @@ const XDP_TX: u32 = 3;
 /// An IP packet size that splits the test INVITEs into three to six fragments.
 const MTU: usize = 1500;
 
-struct Program {
-    dataplane: Dataplane,
-    table: Vec<u16>,
+/// The fixture program (both VIPs), stickiness off.
+fn program() -> Loaded {
+    Loaded::new(&fixture::stateless(SEED), 0).expect("the fixture")
 }
 
-impl Program {
-    fn new() -> Self {
-        let mut dataplane = Dataplane::load(&fixture::load_options()).expect("loading the program");
-        let table = fixture::configure(
-            &mut dataplane,
-            &fixture::stateless(SEED),
-            0,
-            fixture::BACKENDS,
-        )
-        .expect("the fixture");
-        Self { dataplane, table }
-    }
-
-    fn run(&self, frame: &[u8]) -> TestRunOutput {
-        self.dataplane.test_run(frame).expect("test run")
-    }
-
-    fn owner(&self, call: &Call) -> u32 {
-        let hash = xxhash_rust::xxh64::xxh64(call.call_id.as_bytes(), SEED);
-        u32::from(self.table[table_entry(hash, self.table.len() as u32)])
-    }
-
-    fn packets(&self, slot: u32, action: Action, reason: Reason) -> u64 {
-        self.dataplane
-            .counter(slot, action, reason)
-            .expect("counter")
-            .packets
-    }
+fn run(program: &Loaded, frame: &[u8]) -> TestRunOutput {
+    program.dataplane.test_run(frame).expect("test run")
 }
 
 /// Asserts that `output` is `frame` sent to `backend`: only the MACs changed.
@@ -98,15 +69,15 @@ fn ipv6_datagrams_are_steered_like_ipv4_ones() {
     if !require_privileges("ipv6_datagrams_are_steered_like_ipv4_ones") {
         return;
     }
-    let program = Program::new();
+    let program = program();
     let mut rng = Rng::new(1);
     for index in 0..50 {
         let (spec, call, message) = invite(true, index, 200, &mut rng);
         let frame = udp_frame(&spec, &message);
         assert_sent_to(
-            &program.run(&frame),
+            &run(&program, &frame),
             &frame,
-            program.owner(&call),
+            program.owner(call.call_id.as_bytes()),
             "IPv6 INVITE",
         );
     }
@@ -125,7 +96,7 @@ fn ipv6_extension_headers_other_than_fragments_are_passed() {
     if !require_privileges("ipv6_extension_headers_other_than_fragments_are_passed") {
         return;
     }
-    let program = Program::new();
+    let program = program();
     let (spec, _, message) = invite(true, 1, 0, &mut Rng::new(2));
     let plain = udp_frame(&spec, &message);
     // Insert an 8-byte hop-by-hop header (PadN) between the fixed header and UDP.
@@ -136,7 +107,7 @@ fn ipv6_extension_headers_other_than_fragments_are_passed() {
     frame[l3 + 6] = 0;
     let payload_len = u16::from_be_bytes([frame[l3 + 4], frame[l3 + 5]]) + 8;
     frame[l3 + 4..l3 + 6].copy_from_slice(&payload_len.to_be_bytes());
-    assert_passed(&program.run(&frame), &frame, "hop-by-hop header");
+    assert_passed(&run(&program, &frame), &frame, "hop-by-hop header");
     assert_eq!(
         program.packets(NO_VIP, Action::Passed, Reason::Ipv6Extension),
         1
@@ -148,7 +119,7 @@ fn later_fragments_follow_their_first_fragment() {
     if !require_privileges("later_fragments_follow_their_first_fragment") {
         return;
     }
-    let program = Program::new();
+    let program = program();
     let mut rng = Rng::new(3);
     let mut later_count = 0;
     for v6 in [false, true] {
@@ -158,10 +129,10 @@ fn later_fragments_follow_their_first_fragment() {
                 invite(v6, 0x100 + index, 3000 + 250 * index as usize, &mut rng);
             let fragments = udp_fragments(&spec, &message, MTU);
             assert!(fragments.len() >= 3, "{} fragments", fragments.len());
-            let owner = program.owner(&call);
+            let owner = program.owner(call.call_id.as_bytes());
             for (number, frame) in fragments.iter().enumerate() {
                 let what = format!("v6 {v6}, datagram {index}, fragment {number}");
-                assert_sent_to(&program.run(frame), frame, owner, &what);
+                assert_sent_to(&run(&program, frame), frame, owner, &what);
             }
             later_count += fragments.len() as u64 - 1;
         }
@@ -177,7 +148,7 @@ fn fragments_before_their_first_and_unplaceable_firsts_go_to_the_stack() {
     if !require_privileges("fragments_before_their_first_and_unplaceable_firsts_go_to_the_stack") {
         return;
     }
-    let program = Program::new();
+    let program = program();
     let mut rng = Rng::new(4);
     for v6 in [false, true] {
         // Last fragment first: nothing is known about the datagram yet.
@@ -185,7 +156,7 @@ fn fragments_before_their_first_and_unplaceable_firsts_go_to_the_stack() {
         let fragments = udp_fragments(&spec, &message, MTU);
         let before = program.packets(NO_VIP, Action::Passed, Reason::IpFragment);
         for frame in fragments[1..].iter().rev() {
-            assert_passed(&program.run(frame), frame, "a fragment before its first");
+            assert_passed(&run(&program, frame), frame, "a fragment before its first");
         }
         let passed = fragments.len() as u64 - 1;
         assert_eq!(
@@ -193,9 +164,9 @@ fn fragments_before_their_first_and_unplaceable_firsts_go_to_the_stack() {
             before + passed
         );
         // Once the first has been placed, the rest follow it.
-        let owner = program.owner(&call);
+        let owner = program.owner(call.call_id.as_bytes());
         for frame in &fragments {
-            assert_sent_to(&program.run(frame), frame, owner, "after the first");
+            assert_sent_to(&run(&program, frame), frame, owner, "after the first");
         }
 
         // A first fragment too small to hold the header section is passed, and so are
@@ -206,7 +177,7 @@ fn fragments_before_their_first_and_unplaceable_firsts_go_to_the_stack() {
         let first_before = program.packets(slot, Action::Passed, Reason::IpFragment);
         for frame in &fragments {
             assert_passed(
-                &program.run(frame),
+                &run(&program, frame),
                 frame,
                 "a header section split over fragments",
             );

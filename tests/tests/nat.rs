@@ -8,12 +8,11 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use sipxdp_common::{
-    maps::table_entry,
     outcome::{Action, NO_VIP, Reason},
     wire::{build::UdpFrame, ethernet},
 };
 use sipxdp_tests::{
-    fixture::{VIP_SLOT, VIP_V6_SLOT},
+    fixture::{self, VIP_SLOT, VIP_V6_SLOT},
     frames::{BALANCER_MAC, CLIENT, CLIENT_MAC, CLIENT_V6, VIP, VIP_V6},
     require_privileges,
     routed::{
@@ -76,8 +75,7 @@ fn nat_rewrites_both_directions_with_correct_checksums() {
                 let client = SocketAddr::new(client, 5062);
                 for _ in 0..20 {
                     let call = Call::random(&mut rng, 20);
-                    let hash = xxhash_rust::xxh64::xxh64(call.call_id.as_bytes(), SEED);
-                    let owner = u32::from(table[table_entry(hash, table.len() as u32)]);
+                    let owner = fixture::owner(&table, call.call_id.as_bytes(), SEED);
                     let backend = SocketAddr::new(backend_address(owner, v6), BACKEND_PORT);
 
                     // Client to VIP: leaves for the backend, towards the back interface.
@@ -178,8 +176,7 @@ fn without_a_neighbour_the_rewritten_datagram_goes_to_the_stack() {
             let (mut dataplane, table) = nat_program(SEED).expect("the program");
             set_backends(&mut dataplane, false).expect("backends");
             let call = Call::random(&mut Rng::new(6), 0);
-            let hash = xxhash_rust::xxh64::xxh64(call.call_id.as_bytes(), SEED);
-            let owner = u32::from(table[table_entry(hash, table.len() as u32)]);
+            let owner = fixture::owner(&table, call.call_id.as_bytes(), SEED);
             let client = SocketAddr::new(IpAddr::V4(CLIENT), 5062);
             let vip = SocketAddr::new(IpAddr::V4(VIP), 5060);
             let backend = SocketAddr::new(backend_address(owner, false), BACKEND_PORT);

@@ -21,8 +21,7 @@ use anyhow::{Context as _, Result, bail, ensure};
 use clap::Parser;
 use sipxdp::dataplane::{Dataplane, LoadOptions};
 use sipxdp_common::{
-    hash::xxh64_bytes,
-    maps::{DEFAULT_DIALOG_ENTRIES, Settings, VIP_NAT, table_entry},
+    maps::{DEFAULT_DIALOG_ENTRIES, Settings, VIP_NAT},
     outcome::{Action, NO_VIP, Reason},
     wire::{build::UdpFrame, ethernet},
 };
@@ -725,9 +724,7 @@ fn check_verdict(programs: &Programs, case: &Case) -> Result<()> {
                  Call-ID scan are not what this benchmark assumes",
                 action_name(output.action)
             );
-            let hash = xxh64_bytes(call_id.as_bytes(), HASH_SEED);
-            let entry = table_entry(hash, table.len() as u32);
-            let backend = u32::from(table[entry]);
+            let backend = fixture::owner(table, call_id.as_bytes(), HASH_SEED);
             let mut expected = case.frame.clone();
             expected[..6].copy_from_slice(&backend_mac(backend));
             expected[6..12].copy_from_slice(&BALANCER_MAC);
