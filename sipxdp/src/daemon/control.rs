@@ -233,7 +233,11 @@ impl Daemon {
                 "  {:<40} {:>6} {:<9} {:<5} {:>10} {:>14}",
                 "BACKEND", "WEIGHT", "STATE", "UP", "LATENCY", "PACKETS"
             )?;
-            for (state, packets) in states.iter().filter(|(state, _)| state.vip == vip.name) {
+            for (state, slot) in states.iter().filter(|(state, _)| state.vip == vip.name) {
+                let packets = match slot {
+                    Some(slot) => self.dataplane.backend_counter(*slot)?.packets,
+                    None => 0,
+                };
                 let latency = state.latency_seconds.map_or_else(
                     || "-".to_owned(),
                     |seconds| format!("{:.1} ms", seconds * 1_000.0),
@@ -253,11 +257,11 @@ impl Daemon {
         Ok(text)
     }
 
-    /// Each configured backend's state, and the packets the kernel forwarded to it.
+    /// Each configured backend's state, and its slot if it has one.
     pub(super) fn backend_states(
         &self,
         health: &BTreeMap<u32, TargetStatus>,
-    ) -> Vec<(BackendState, u64)> {
+    ) -> Vec<(BackendState, Option<u32>)> {
         let mut states = Vec::new();
         for vip in &self.config.vips {
             for backend in &vip.backends {
@@ -267,9 +271,6 @@ impl Daemon {
                 };
                 let slot = self.slots.backend(&id);
                 let status = slot.and_then(|slot| health.get(&slot));
-                let packets = slot
-                    .and_then(|slot| self.dataplane.backend_counter(slot).ok())
-                    .map_or(0, |counter| counter.packets);
                 let state = BackendState {
                     vip: vip.name.clone(),
                     backend: id.address.to_string(),
@@ -284,7 +285,7 @@ impl Daemon {
                         .unwrap_or_default(),
                     check_failures: status.map_or(0, |status| status.failures_total),
                 };
-                states.push((state, packets));
+                states.push((state, slot));
             }
         }
         states
