@@ -275,16 +275,6 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Every metric family [`exposition`] can write, for the documentation test.
-pub fn names(snapshot: &Snapshot) -> Result<Vec<String>, MetricsError> {
-    Ok(exposition(snapshot)?
-        .lines()
-        .filter_map(|line| line.strip_prefix("# TYPE "))
-        .filter_map(|line| line.split_whitespace().next())
-        .map(str::to_owned)
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use sipxdp_common::outcome::{Action, Reason};
@@ -367,10 +357,21 @@ mod tests {
         assert!(text.contains("# TYPE sipxdp_packets_total counter"));
     }
 
+    /// Every metric family `snapshot` makes [`exposition`] write.
+    fn names(snapshot: &Snapshot) -> Vec<String> {
+        exposition(snapshot)
+            .expect("metrics")
+            .lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .filter_map(|line| line.split_whitespace().next())
+            .map(str::to_owned)
+            .collect()
+    }
+
     #[test]
     fn every_metric_is_in_the_readme() {
         let readme = include_str!("../../../README.md");
-        for name in names(&snapshot()).expect("metrics") {
+        for name in names(&snapshot()) {
             assert!(
                 readme.contains(&format!("`{name}`")),
                 "{name} is not in the README"
