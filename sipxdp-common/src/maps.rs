@@ -212,7 +212,12 @@ pub struct FragmentKey {
     pub padding: u32,
 }
 
-/// Value of the `FRAGMENTS` map: where the first fragment went.
+/// `FragmentTarget::backend_slot` of a datagram whose fragments go to the stack: a later
+/// fragment arrived before the first one, so the first must follow it there for the
+/// stack to reassemble the datagram whole (and hand it to the slow path).
+pub const FRAGMENTS_TO_STACK: u32 = u32::MAX;
+
+/// Value of the `FRAGMENTS` map: where the first fragment went, or `FRAGMENTS_TO_STACK`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[repr(C)]
 pub struct FragmentTarget {

@@ -5,7 +5,8 @@ use aya_log_ebpf::debug;
 use sipxdp_common::{
     callid::{KernelLimits, Unplaceable, locate},
     maps::{
-        BACKEND_IN_SERVICE, Backend, Dialog, DialogKey, FragmentKey, FragmentTarget, MAGLEV_EMPTY,
+        BACKEND_IN_SERVICE, Backend, Dialog, DialogKey, FRAGMENTS_TO_STACK, FragmentKey, FragmentTarget,
+        MAGLEV_EMPTY,
         PROTOCOL_UDP, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_NAT, VIP_PROBES,
         VIP_TABLE_ENTRIES, VipConfig, VipKey, table_entry,
     },
@@ -162,10 +163,8 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
         layout: carried.layout,
         udp: true,
     });
-    let verdict = send(ctx, &frame, backend_slot, &backend, reason, nat.as_ref());
-    if let Some(identification) = carried.fragment
-        && verdict.action == Action::Forwarded
-        && let Some(key) = fragment_key(
+    let first_fragment = carried.fragment.and_then(|identification| {
+        fragment_key(
             &frame,
             &Fragment {
                 l3: carried.layout.l3,
@@ -173,6 +172,17 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
                 identification,
             },
         )
+    });
+    if let Some(key) = first_fragment
+        && let Some(target) = FRAGMENTS.get_ptr(key)
+        // SAFETY: a pointer to a map value the lookup returned, valid for this run.
+        && unsafe { (*target).backend_slot } == FRAGMENTS_TO_STACK
+    {
+        return Verdict::pass(Reason::IpFragment);
+    }
+    let verdict = send(ctx, &frame, backend_slot, &backend, reason, nat.as_ref());
+    if let Some(key) = first_fragment
+        && verdict.action == Action::Forwarded
     {
         let target = FragmentTarget {
             vip_slot: vip.slot,
@@ -197,11 +207,23 @@ fn fragment_key<'a>(frame: &Frame, fragment: &Fragment) -> Option<&'a FragmentKe
 }
 
 /// A later fragment goes where the first fragment of its datagram went, if that backend
-/// is still in service; otherwise, or when the first fragment was not placed (or has
-/// not arrived yet), to the stack. Returns the VIP slot to count it under.
+/// is still in service; otherwise, or when the first fragment was not placed, to the
+/// stack. One that arrives before its first fragment also marks the datagram
+/// `FRAGMENTS_TO_STACK`, so that the first fragment follows it and the stack can
+/// reassemble the whole datagram. Returns the VIP slot to count it under.
 #[inline(always)]
 fn steer_later_fragment(ctx: &XdpContext, frame: &Frame, fragment: &Fragment) -> (u32, Verdict) {
-    let Some(target) = fragment_key(frame, fragment).and_then(|key| FRAGMENTS.get_ptr(key)) else {
+    let Some(key) = fragment_key(frame, fragment) else {
+        return (NO_VIP, Verdict::pass(Reason::IpFragment));
+    };
+    let Some(target) = FRAGMENTS.get_ptr(key) else {
+        let to_stack = FragmentTarget {
+            vip_slot: NO_VIP,
+            backend_slot: FRAGMENTS_TO_STACK,
+            vip_flags: 0,
+        };
+        // A failed insert only lets a first fragment still to come be steered alone.
+        let _ = FRAGMENTS.insert(key, &to_stack, 0);
         return (NO_VIP, Verdict::pass(Reason::IpFragment));
     };
     // SAFETY: a pointer to a map value the lookup returned, valid for this program run.

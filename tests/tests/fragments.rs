@@ -163,17 +163,32 @@ fn fragments_before_their_first_and_unplaceable_firsts_go_to_the_stack() {
             program.packets(NO_VIP, Action::Passed, Reason::IpFragment),
             before + passed
         );
-        // Once the first has been placed, the rest follow it.
+        // The first fragment follows them to the stack, which reassembles the datagram
+        // whole, and so do copies of the others sent again.
+        let slot = if v6 { VIP_V6_SLOT } else { VIP_SLOT };
+        let first_before = program.packets(slot, Action::Passed, Reason::IpFragment);
+        for frame in &fragments {
+            assert_passed(&run(&program, frame), frame, "a datagram already at the stack");
+        }
+        assert_eq!(
+            program.packets(slot, Action::Passed, Reason::IpFragment),
+            first_before + 1
+        );
+        // The same call's next datagram, in order, is steered whole.
+        let next = FrameSpec {
+            identification: 0x201,
+            ..spec
+        };
+        let fragments = udp_fragments(&next, &message, MTU);
         let owner = program.owner(call.call_id.as_bytes());
         for frame in &fragments {
-            assert_sent_to(&run(&program, frame), frame, owner, "after the first");
+            assert_sent_to(&run(&program, frame), frame, owner, "a datagram in order");
         }
 
         // A first fragment too small to hold the header section is passed, and so are
         // the fragments after it.
         let (spec, _, message) = invite(v6, 0x300, 4000, &mut rng);
         let fragments = udp_fragments(&spec, &message, 300);
-        let slot = if v6 { VIP_V6_SLOT } else { VIP_SLOT };
         let first_before = program.packets(slot, Action::Passed, Reason::IpFragment);
         for frame in &fragments {
             assert_passed(
