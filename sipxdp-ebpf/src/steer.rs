@@ -5,10 +5,9 @@ use aya_log_ebpf::debug;
 use sipxdp_common::{
     callid::{KernelLimits, Unplaceable, locate},
     maps::{
-        BACKEND_IN_SERVICE, Backend, Dialog, DialogKey, FRAGMENTS_TO_STACK, FragmentKey, FragmentTarget,
-        MAGLEV_EMPTY,
-        PROTOCOL_UDP, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_NAT, VIP_PROBES,
-        VIP_TABLE_ENTRIES, VipConfig, VipKey, table_entry,
+        BACKEND_IN_SERVICE, Backend, Dialog, DialogKey, FRAGMENTS_TO_STACK, FragmentKey,
+        FragmentTarget, MAGLEV_EMPTY, PROTOCOL_UDP, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_NAT,
+        VIP_PROBES, VIP_TABLE_ENTRIES, VipConfig, VipKey, table_entry,
     },
     outcome::{Action, NO_VIP, Reason, counter_index},
     payload::Payload as _,

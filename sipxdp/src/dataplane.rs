@@ -8,7 +8,7 @@ use std::{
 
 use aya::{
     Ebpf, EbpfLoader, VerifierLogLevel,
-    maps::{Array, HashMap, MapError, PerCpuArray, xdp::DevMapHash},
+    maps::{Array, HashMap, Map, MapData, MapError, PerCpuArray, xdp::DevMapHash},
     programs::{
         ProgramError, TestRun, TestRunOptions, Xdp,
         links::{FdLink, PinnedLink},
@@ -80,6 +80,8 @@ pub enum DataplaneError {
     VipTableFull(VipKey),
     #[error("VIP {0:?} is not configured")]
     UnknownVip(VipKey),
+    #[error("duplicating the descriptor of a map: {0}")]
+    DuplicateMap(#[source] std::io::Error),
     #[error("pinning on bpffs at {}: {reason} (is it on a bpf filesystem?)", path.display())]
     Pin { path: PathBuf, reason: String },
 }
@@ -550,6 +552,23 @@ impl Dataplane {
             Err(MapError::KeyNotFound) => Ok(None),
             Err(source) => Err(map_error("reading DIALOGS")(source)),
         }
+    }
+
+    /// A second handle on the `DIALOGS` map, for a thread of its own (the slow path).
+    pub fn dialog_map(&self) -> Result<MapData, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(names::DIALOGS)
+            .ok_or(DataplaneError::MissingMap(names::DIALOGS))?;
+        let Map::LruHashMap(data) = map else {
+            return Err(DataplaneError::MissingMap(names::DIALOGS));
+        };
+        let fd = data
+            .fd()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(DataplaneError::DuplicateMap)?;
+        MapData::from_fd(fd).map_err(map_error("opening DIALOGS again"))
     }
 
     /// Makes datagrams from the NAT backend `key` leave with `value`'s VIP as their

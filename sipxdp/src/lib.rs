@@ -10,6 +10,7 @@ pub mod neighbor;
 pub mod plan;
 pub mod report;
 pub mod sip;
+pub mod slowpath;
 pub mod top;
 
 #[cfg(test)]

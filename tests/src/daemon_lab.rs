@@ -85,6 +85,8 @@ pub struct DaemonLab {
     kamailios: Vec<Option<Kamailio>>,
     directory: PathBuf,
     daemon: Option<ChildGuard>,
+    /// Extra lines of every `[[vips]]` table in the configuration.
+    vip_options: String,
 }
 
 impl DaemonLab {
@@ -158,6 +160,7 @@ impl DaemonLab {
             kamailios,
             directory: lab_directory()?,
             daemon: None,
+            vip_options: String::new(),
         };
         this.write_config(weights)?;
         this.start_daemon()?;
@@ -266,6 +269,11 @@ impl DaemonLab {
         SocketAddr::new(IpAddr::V6(self.lab.vip().v6), SIP_PORT)
     }
 
+    /// Makes `write_config` add `lines` to every VIP's table (policies, for example).
+    pub fn set_vip_options(&mut self, lines: &str) {
+        self.vip_options = lines.to_owned();
+    }
+
     /// Writes the configuration for `weights` (one backend each, in lab order).
     pub fn write_config(&self, weights: &[u32]) -> anyhow::Result<()> {
         let balancer = self.lab.balancer();
@@ -298,7 +306,8 @@ impl DaemonLab {
         ] {
             text.push_str(&format!(
                 "\n[[vips]]\nname = \"{name}\"\naddress = \"{address}\"\nport = {SIP_PORT}\n\
-                 mode = \"{mode}\"\n"
+                 mode = \"{mode}\"\n{}",
+                self.vip_options
             ));
             for (backend, weight) in self.lab.backends().iter().zip(weights) {
                 text.push_str(&format!(

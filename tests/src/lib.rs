@@ -16,6 +16,7 @@ pub mod daemon_lab;
 pub mod delivery;
 pub mod fixture;
 pub mod frames;
+pub mod inject;
 pub mod kamailio;
 pub mod lab;
 pub mod link;

@@ -168,7 +168,11 @@ fn fragments_before_their_first_and_unplaceable_firsts_go_to_the_stack() {
         let slot = if v6 { VIP_V6_SLOT } else { VIP_SLOT };
         let first_before = program.packets(slot, Action::Passed, Reason::IpFragment);
         for frame in &fragments {
-            assert_passed(&run(&program, frame), frame, "a datagram already at the stack");
+            assert_passed(
+                &run(&program, frame),
+                frame,
+                "a datagram already at the stack",
+            );
         }
         assert_eq!(
             program.packets(slot, Action::Passed, Reason::IpFragment),

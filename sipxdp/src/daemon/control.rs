@@ -2,10 +2,7 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr};
 
-use sipxdp_common::{
-    hash::xxh64_bytes,
-    maps::{BACKEND_IN_SERVICE, DialogKey},
-};
+use sipxdp_common::{hash::xxh64_bytes, maps::DialogKey};
 
 use super::{Daemon, checks::HealthChecks};
 use crate::{
@@ -13,9 +10,10 @@ use crate::{
     control::protocol::{Answer, BackendAction, Request},
     health::TargetStatus,
     lookup,
-    metrics::{Attached, BackendState, Snapshot, TableState, exposition},
+    metrics::{Attached, BackendState, SlowPathCount, Snapshot, TableState, exposition},
     plan::{BackendId, Health},
     report::Report,
+    slowpath::{coarse_now_ns, decide::dialog_backend},
 };
 
 impl Daemon {
@@ -104,8 +102,34 @@ impl Daemon {
                         .map_or(0.0, |since| since.as_secs_f64()),
                 })
                 .collect(),
+            slow_path: self.slow_path_counts(),
         };
         exposition(&snapshot).map_err(|error| error.to_string())
+    }
+
+    /// The slow path's counts by VIP name; `None` when it is off.
+    fn slow_path_counts(&self) -> Option<Vec<SlowPathCount>> {
+        let slow_path = self.slow_path.as_ref()?;
+        let counts = slow_path
+            .counts()
+            .snapshot()
+            .into_iter()
+            .map(|((address, outcome, reason), messages)| SlowPathCount {
+                vip: self
+                    .config
+                    .vips
+                    .iter()
+                    .find(|vip| {
+                        vip.protocol == Protocol::Udp
+                            && SocketAddr::new(vip.address, vip.port) == address
+                    })
+                    .map_or_else(|| address.to_string(), |vip| vip.name.clone()),
+                outcome: outcome.name(),
+                reason,
+                messages,
+            })
+            .collect();
+        Some(counts)
     }
 
     /// The backend a Call-ID goes to now: the one its dialog remembers, if any, else the
@@ -133,13 +157,11 @@ impl Daemon {
         };
         // As the kernel decides: a dialog seen within the idle time, whose backend is in
         // service and still the one it was placed on.
+        let idle_ns = u64::try_from(self.config.sticky.idle_timeout.as_nanos()).unwrap_or(u64::MAX);
         if let Ok(Some(dialog)) = self.dataplane.dialog(&key)
-            && coarse_now_ns().saturating_sub(dialog.last_seen_ns)
-                <= self.config.sticky.idle_timeout.as_nanos() as u64
-            && let Some(entry) = self.plan.backends.get(&dialog.backend_slot)
-            && entry.flags & BACKEND_IN_SERVICE != 0
-            && u32::from(entry.incarnation) == dialog.backend_incarnation
-            && let Some(backend) = self.slots.backend_at(dialog.backend_slot)
+            && let Some(slot) =
+                dialog_backend(&dialog, &self.plan.backends, coarse_now_ns(), idle_ns)
+            && let Some(backend) = self.slots.backend_at(slot)
         {
             return Ok(format!("{} (its dialog's backend)", backend.address));
         }
@@ -290,17 +312,6 @@ impl Daemon {
         }
         states
     }
-}
-
-/// `CLOCK_MONOTONIC_COARSE` in nanoseconds: the clock the program stamps dialogs with.
-fn coarse_now_ns() -> u64 {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid clock id and a pointer to a timespec that outlives the call.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut now) };
-    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
 }
 
 fn state_name(state: AdminState) -> &'static str {

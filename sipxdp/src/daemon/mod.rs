@@ -13,6 +13,7 @@ pub mod support;
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
     path::{Path as FsPath, PathBuf},
     time::{Duration, SystemTime},
 };
@@ -28,8 +29,8 @@ use tokio::{
 use self::{checks::HealthChecks, overlay::Overlay};
 use crate::{
     config::{
-        self, AdminState, Config, Environment as _, ForwardingMode, LogLevel, SystemEnvironment,
-        XdpMode as ConfigXdpMode,
+        self, AdminState, Config, Environment as _, ForwardingMode, LogLevel, Protocol,
+        SystemEnvironment, XdpMode as ConfigXdpMode,
     },
     control::{Connection, ControlSocket, protocol::Request},
     dataplane::{Attachment, Dataplane, LoadOptions, Pins, XdpMode},
@@ -38,6 +39,7 @@ use crate::{
     neighbor::{AsyncWatcher, DEFAULT_RESOLVE_TIMEOUT, Resolver, Watcher},
     plan::{BackendId, BackendRuntime, Health, Path, Plan, Slots, plan},
     report::Report,
+    slowpath::{Served, SlowPath, decide::View, kernel_dialogs, socket::Transmitter},
 };
 
 pub use paths::PathError;
@@ -136,6 +138,8 @@ struct Daemon {
     tables: BTreeMap<String, TablePublications>,
     tx_ports: BTreeSet<u32>,
     resolver: Resolver,
+    /// `None` when `[slow_path] enabled = false`.
+    slow_path: Option<SlowPath>,
 }
 
 impl Daemon {
@@ -156,6 +160,9 @@ impl Daemon {
             }
         }
         self.dataplane.apply(&next, &self.plan)?;
+        if let Some(slow_path) = &self.slow_path {
+            slow_path.publish(View::new(&self.config, &next, &self.slots));
+        }
         let now = SystemTime::now();
         for vip in &next.vips {
             let before = self.plan.vips.iter().find(|old| old.key == vip.key);
@@ -233,6 +240,14 @@ impl Daemon {
             bail!("the interfaces changed; restart sipxdp to attach to the new set");
         }
         let paths = paths::resolve_all(&config, &mut self.resolver).map_err(joined)?;
+        if let Some(slow_path) = &mut self.slow_path {
+            slow_path.serve(&served(&config))?;
+        }
+        if config.slow_path.enabled != self.config.slow_path.enabled
+            || config.slow_path.queue != self.config.slow_path.queue
+        {
+            log::warn!("[slow_path] changes take effect when sipxdp restarts");
+        }
         if config.sticky.entries != self.config.sticky.entries
             || config.fragments.entries != self.config.fragments.entries
         {
@@ -273,6 +288,28 @@ fn kernel_settings(config: &Config) -> KernelSettings {
         ),
         padding: 0,
     }
+}
+
+/// The UDP VIPs of `config`: those the slow path receives on.
+fn served(config: &Config) -> Vec<Served> {
+    config
+        .vips
+        .iter()
+        .filter(|vip| vip.protocol == Protocol::Udp)
+        .map(|vip| Served {
+            name: vip.name.clone(),
+            address: SocketAddr::new(vip.address, vip.port),
+        })
+        .collect()
+}
+
+/// Starts the slow path on `config`'s UDP VIPs, sharing `dataplane`'s dialogs.
+fn start_slow_path(config: &Config, dataplane: &Dataplane) -> anyhow::Result<SlowPath> {
+    let transmitter = Transmitter::new()?;
+    let dialogs = kernel_dialogs(dataplane.dialog_map()?).context("opening DIALOGS")?;
+    let mut slow_path = SlowPath::start(config.slow_path.queue, transmitter, dialogs);
+    slow_path.serve(&served(config))?;
+    Ok(slow_path)
 }
 
 fn joined(errors: Vec<PathError>) -> anyhow::Error {
@@ -328,6 +365,12 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         }
     };
     dataplane.set_settings(&kernel_settings(&config))?;
+    // Before anything is attached: a VIP the slow path cannot receive on stops here.
+    let slow_path = if config.slow_path.enabled {
+        Some(start_slow_path(&config, &dataplane)?)
+    } else {
+        None
+    };
     let mut daemon = Daemon {
         config_path: options.config.clone(),
         file_config: config.clone(),
@@ -342,6 +385,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tables: BTreeMap::new(),
         tx_ports: BTreeSet::new(),
         resolver,
+        slow_path,
     };
     daemon.publish()?;
     for interface in &daemon.config.interfaces {

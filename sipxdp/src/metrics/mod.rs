@@ -67,6 +67,18 @@ pub struct Snapshot {
     /// Instructions the verifier processed to accept the program.
     pub verified_instructions: Option<u32>,
     pub tables: Vec<TableState>,
+    /// The slow path's messages; `None` when it is off.
+    pub slow_path: Option<Vec<SlowPathCount>>,
+}
+
+/// Messages the slow path handled with one outcome for one cause.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlowPathCount {
+    pub vip: String,
+    /// `forwarded`, `fallback` or `dropped`.
+    pub outcome: &'static str,
+    pub reason: &'static str,
+    pub messages: u64,
 }
 
 fn counter(
@@ -193,6 +205,19 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
         rebuilt
             .with_label_values(&[table.vip.as_str()])
             .set(table.last_rebuild_seconds);
+    }
+    if let Some(counts) = &snapshot.slow_path {
+        let messages = counter(
+            &registry,
+            "sipxdp_slow_path_messages_total",
+            "Messages the slow path handled, by VIP, outcome (forwarded, fallback, dropped) and reason.",
+            &["vip", "outcome", "reason"],
+        )?;
+        for count in counts {
+            messages
+                .with_label_values(&[count.vip.as_str(), count.outcome, count.reason])
+                .inc_by(count.messages);
+        }
     }
     let program = gauge(
         &registry,
@@ -332,6 +357,12 @@ mod tests {
                 publications: 3,
                 last_rebuild_seconds: 1_795_000_000.5,
             }],
+            slow_path: Some(vec![SlowPathCount {
+                vip: "sip".into(),
+                outcome: "fallback",
+                reason: "no_call_id",
+                messages: 2,
+            }]),
         }
     }
 
@@ -351,6 +382,7 @@ mod tests {
             "sipxdp_program_info{interface=\"eth0\",mode=\"skb\"} 1",
             "sipxdp_program_verified_instructions 190000",
             "sipxdp_maglev_tables_published_total{vip=\"sip\"} 3",
+            "sipxdp_slow_path_messages_total{outcome=\"fallback\",reason=\"no_call_id\",vip=\"sip\"} 2",
         ] {
             assert!(text.contains(line), "{line} in:\n{text}");
         }
