@@ -31,6 +31,7 @@ pub mod sipgen;
 pub mod subnet;
 #[cfg(test)]
 mod testutil;
+pub mod throughput;
 pub mod traffic;
 pub mod wait;
 

@@ -20,7 +20,7 @@ use sipxdp_tests::{
     delivery::Received,
     inject::send_frames,
     require_privileges,
-    sipgen::{Call, Rng},
+    sipgen::{Call, Rng, with_extra_header_lines},
     wait::wait_until,
 };
 
@@ -30,15 +30,9 @@ const MTU: usize = 1500;
 /// Header lines in front of the Call-ID: more than the kernel walks.
 const EXTRA_HEADER_LINES: usize = 120;
 
-/// `message` with `EXTRA_HEADER_LINES` short header lines after its start-line, so that
-/// its Call-ID lies beyond what the kernel searches.
+/// `message` with its Call-ID beyond what the kernel searches.
 fn beyond_window(message: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8(message.to_vec()).expect("generated SIP is UTF-8");
-    let (start_line, rest) = text.split_once("\r\n").expect("a start-line");
-    let extra: String = (0..EXTRA_HEADER_LINES)
-        .map(|n| format!("X-Hop: {n}\r\n"))
-        .collect();
-    let long = format!("{start_line}\r\n{extra}{rest}").into_bytes();
+    let long = with_extra_header_lines(message, EXTRA_HEADER_LINES);
     assert_eq!(
         locate::<_, KernelLimits>(&SlicePayload(&long), 0).map(|found| found.hash),
         Err(Unplaceable::BeyondWindow),

@@ -86,6 +86,8 @@ pub fn lab(ws: &Workspace, args: &[String]) -> Result<()> {
 /// `cargo xtask bench [args...]`.
 pub fn bench(ws: &Workspace, args: &[String]) -> Result<()> {
     setup(ws)?;
+    // The lab capacity part runs the real `sipxdp` binary.
+    build_workspace(ws)?;
     run_tests_binary(ws, "sipxdp-bench", args)
 }
 

@@ -26,11 +26,13 @@ use sipxdp_common::{
     wire::{build::UdpFrame, ethernet},
 };
 use sipxdp_tests::{
+    daemon_lab::DaemonLab,
     fixture::{self, VIP_SLOT, VIP_V6_SLOT, backend_mac},
     frames::{BALANCER_MAC, CLIENT, CLIENT_V6, FrameSpec, VIP, VIP_V6, udp_frame},
     reference_xdp::ReferenceXdp,
     routed,
-    sipgen::{Call, Rng},
+    sipgen::{Call, Rng, with_extra_header_lines},
+    throughput::{self, Capacity},
 };
 
 const XDP_DROP: u32 = 1;
@@ -275,7 +277,72 @@ fn run(args: &Args) -> Result<()> {
     let netns = routed::routed_namespace().context("creating the routed namespace")?;
     netns
         .enter_thread(|| measure_all(args))
-        .context("entering the routed namespace")?
+        .context("entering the routed namespace")??;
+    drop(netns);
+    lab_capacity(args.markdown)
+}
+
+/// Header lines that put a message's Call-ID beyond the kernel's reach.
+const SLOW_PATH_HEADER_LINES: usize = 120;
+
+/// The highest loss-free message rates of the fast path and the slow path through the
+/// daemon lab (veth, generic XDP, the real `sipxdp run`), measured in the same run with
+/// the same sender and receivers.
+fn lab_capacity(markdown: bool) -> Result<()> {
+    let lab = DaemonLab::start(&[1, 1, 1]).context("starting the daemon lab")?;
+    let vip = lab.vip();
+    let client = SocketAddr::new(lab.lab().client().iface().ip(false), 5500);
+    let mut rng = Rng::new(CALL_SEED);
+    let calls: Vec<Call> = (0..4096).map(|_| Call::random(&mut rng, 20)).collect();
+    let bye = |n: usize| calls[n % calls.len()].bye(client, vip);
+    let fast = throughput::loss_free_rate(&lab, client, vip, bye)?;
+    let slow = throughput::loss_free_rate(&lab, client, vip, |n| {
+        with_extra_header_lines(&bye(n), SLOW_PATH_HEADER_LINES)
+    })?;
+    let describe = |capacity: &Capacity| {
+        let bursts: Vec<String> = capacity
+            .bursts
+            .iter()
+            .map(|burst| format!("{}/s: {}/{}", burst.rate, burst.received, burst.sent))
+            .collect();
+        let rate = match capacity.loss_free {
+            Some(rate) if Some(&rate) == throughput::RATES.last() => {
+                format!("{rate} or more (the highest rate tried)")
+            }
+            Some(rate) => rate.to_string(),
+            None => format!("below {}", throughput::RATES[0]),
+        };
+        (rate, bursts.join(", "))
+    };
+    let (fast_rate, fast_bursts) = describe(&fast);
+    let (slow_rate, slow_bursts) = describe(&slow);
+    let table = Table {
+        columns: &[
+            ("path (BYEs to the IPv4 VIP)", true),
+            ("loss-free messages/s", false),
+            ("bursts: rate: received/sent", true),
+        ],
+        rows: vec![
+            vec!["fast path (XDP)".into(), fast_rate, fast_bursts],
+            vec![
+                format!("slow path (Call-ID after {SLOW_PATH_HEADER_LINES} header lines)"),
+                slow_rate,
+                slow_bursts,
+            ],
+        ],
+    };
+    println!();
+    println!(
+        "Lab capacity: paced bursts of about 0.5 s from one client socket through the daemon \
+         lab (veth, generic XDP) to three backends, rising until a burst loses a message:"
+    );
+    if markdown {
+        println!();
+        table.print_markdown();
+    } else {
+        table.print_plain();
+    }
+    Ok(())
 }
 
 fn measure_all(args: &Args) -> Result<()> {
