@@ -142,6 +142,25 @@ fn assert_placed_like_the_fast_path(
     }
 }
 
+/// BYEs whose Call-ID lies beyond the kernel's window, sent by the client's own socket
+/// to VIP `name` at `vip`, each reach the backend `sipxdp hash` names.
+fn send_beyond_window(
+    lab: &DaemonLab,
+    name: &str,
+    client: SocketAddr,
+    vip: SocketAddr,
+    rng: &mut Rng,
+) {
+    let calls: Vec<Call> = (0..CALLS).map(|_| Call::random(rng, 20)).collect();
+    let sent: BTreeMap<String, Vec<u8>> = calls
+        .iter()
+        .map(|call| (call.call_id.clone(), beyond_window(&call.bye(client, vip))))
+        .collect();
+    let messages: Vec<Vec<u8>> = sent.values().cloned().collect();
+    let received = lab.send(client, vip, &messages).expect("delivery");
+    assert_placed_like_the_fast_path(lab, name, client, &sent, &received);
+}
+
 #[test]
 fn what_the_kernel_passes_up_reaches_the_backend_the_fast_path_would_choose() {
     if !require_privileges(
@@ -155,15 +174,7 @@ fn what_the_kernel_passes_up_reaches_the_backend_the_fast_path_would_choose() {
     for (name, vip, port) in [("lab", lab.vip(), 5300), ("lab6", lab.vip_v6(), 5301)] {
         let client = SocketAddr::new(lab.lab().client().iface().ip(vip.is_ipv6()), port);
 
-        // Call-IDs beyond the kernel's window, sent by the client's own socket.
-        let calls: Vec<Call> = (0..CALLS).map(|_| Call::random(&mut rng, 20)).collect();
-        let sent: BTreeMap<String, Vec<u8>> = calls
-            .iter()
-            .map(|call| (call.call_id.clone(), beyond_window(&call.bye(client, vip))))
-            .collect();
-        let messages: Vec<Vec<u8>> = sent.values().cloned().collect();
-        let received = lab.send(client, vip, &messages).expect("delivery");
-        assert_placed_like_the_fast_path(&lab, name, client, &sent, &received);
+        send_beyond_window(&lab, name, client, vip, &mut rng);
 
         // Fragmented INVITEs sent last fragment first: the kernel reassembles them.
         let calls: Vec<Call> = (0..CALLS).map(|_| Call::random(&mut rng, 20)).collect();
@@ -369,13 +380,6 @@ fn in_nat_mode_the_slow_path_routes_to_the_backend_address() {
     let mut rng = Rng::new(0x5a7);
     for (name, vip, port) in [("lab", lab.vip(), 5320), ("lab6", lab.vip_v6(), 5321)] {
         let client = SocketAddr::new(lab.lab().client().iface().ip(vip.is_ipv6()), port);
-        let calls: Vec<Call> = (0..CALLS).map(|_| Call::random(&mut rng, 20)).collect();
-        let sent: BTreeMap<String, Vec<u8>> = calls
-            .iter()
-            .map(|call| (call.call_id.clone(), beyond_window(&call.bye(client, vip))))
-            .collect();
-        let messages: Vec<Vec<u8>> = sent.values().cloned().collect();
-        let received = lab.send(client, vip, &messages).expect("delivery");
-        assert_placed_like_the_fast_path(&lab, name, client, &sent, &received);
+        send_beyond_window(&lab, name, client, vip, &mut rng);
     }
 }
