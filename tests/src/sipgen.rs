@@ -220,6 +220,21 @@ pub fn answer_calls(request: &[u8]) -> Answer {
     }
 }
 
+/// `message` with `count` short header lines (`X-Hop: N`) right after its start-line:
+/// with enough of them, its Call-ID lies beyond what the kernel searches.
+pub fn with_extra_header_lines(message: &[u8], count: usize) -> Vec<u8> {
+    let end = message
+        .windows(2)
+        .position(|pair| pair == b"\r\n")
+        .map_or(message.len(), |at| at + 2);
+    let mut out = message[..end].to_vec();
+    for n in 0..count {
+        out.extend_from_slice(format!("X-Hop: {n}\r\n").as_bytes());
+    }
+    out.extend_from_slice(&message[end..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -326,19 +341,4 @@ mod tests {
         let response = answer_calls(b"SIP/2.0 180 Ringing\r\n\r\n");
         assert_eq!(response, kept, "responses are not answered");
     }
-}
-
-/// `message` with `count` short header lines (`X-Hop: N`) right after its start-line:
-/// with enough of them, its Call-ID lies beyond what the kernel searches.
-pub fn with_extra_header_lines(message: &[u8], count: usize) -> Vec<u8> {
-    let end = message
-        .windows(2)
-        .position(|pair| pair == b"\r\n")
-        .map_or(message.len(), |at| at + 2);
-    let mut out = message[..end].to_vec();
-    for n in 0..count {
-        out.extend_from_slice(format!("X-Hop: {n}\r\n").as_bytes());
-    }
-    out.extend_from_slice(&message[end..]);
-    out
 }
