@@ -554,21 +554,18 @@ impl Dataplane {
         }
     }
 
-    /// A second handle on the `DIALOGS` map, for a thread of its own (the slow path).
-    pub fn dialog_map(&self) -> Result<MapData, DataplaneError> {
-        let map = self
-            .ebpf
-            .map(names::DIALOGS)
-            .ok_or(DataplaneError::MissingMap(names::DIALOGS))?;
-        let Map::LruHashMap(data) = map else {
-            return Err(DataplaneError::MissingMap(names::DIALOGS));
+    /// A second handle on the LRU hash map `name` (`DIALOGS`, `FRAGMENTS`), for a thread
+    /// of its own.
+    pub fn lru_map_copy(&self, name: &'static str) -> Result<MapData, DataplaneError> {
+        let Some(Map::LruHashMap(data)) = self.ebpf.map(name) else {
+            return Err(DataplaneError::MissingMap(name));
         };
         let fd = data
             .fd()
             .as_fd()
             .try_clone_to_owned()
             .map_err(DataplaneError::DuplicateMap)?;
-        MapData::from_fd(fd).map_err(map_error("opening DIALOGS again"))
+        MapData::from_fd(fd).map_err(map_error(format!("opening {name} again")))
     }
 
     /// Makes datagrams from the NAT backend `key` leave with `value`'s VIP as their

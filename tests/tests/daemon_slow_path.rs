@@ -232,6 +232,17 @@ fn what_the_kernel_passes_up_reaches_the_backend_the_fast_path_would_choose() {
         !metrics.contains("outcome=\"dropped\""),
         "nothing dropped:\n{metrics}"
     );
+    for series in [
+        "sipxdp_map_max_entries{map=\"DIALOGS\"} 1048576",
+        "sipxdp_map_entries{map=\"FRAGMENTS\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} in:\n{metrics}");
+    }
+    // `status` shows the slow path's messages per VIP.
+    let (ok, status) = lab.control(&["status"], None).expect("sipxdp status");
+    assert!(ok, "{status}");
+    let slow = format!("forwarded {}, fallback 0, dropped 0", 3 * CALLS);
+    assert!(status.contains(&slow), "{slow} in:\n{status}");
 }
 
 /// The value of the sample `series` in `metrics`, 0 when absent.

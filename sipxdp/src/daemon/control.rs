@@ -6,7 +6,7 @@ use sipxdp_common::{hash::xxh64_bytes, maps::DialogKey};
 
 use super::{Daemon, checks::HealthChecks};
 use crate::{
-    config::{AdminState, ForwardingMode, Protocol},
+    config::{AdminState, ForwardingMode, Protocol, VipConfig},
     control::protocol::{Answer, BackendAction, Request},
     health::TargetStatus,
     lookup,
@@ -103,6 +103,7 @@ impl Daemon {
                 })
                 .collect(),
             slow_path: self.slow_path_counts(),
+            maps: self.occupancy.fills(),
         };
         exposition(&snapshot).map_err(|error| error.to_string())
     }
@@ -275,8 +276,35 @@ impl Daemon {
                     packets
                 )?;
             }
+            if let Some(line) = self.slow_path_line(vip) {
+                writeln!(text, "{line}")?;
+            }
         }
         Ok(text)
+    }
+
+    /// The slow path's messages on `vip` for `status`: by outcome, then in all (the last
+    /// number, which `top` turns into a rate). `None` for a TCP VIP or without a slow path.
+    fn slow_path_line(&self, vip: &VipConfig) -> Option<String> {
+        let slow_path = self.slow_path.as_ref()?;
+        if vip.protocol != Protocol::Udp {
+            return None;
+        }
+        let address = SocketAddr::new(vip.address, vip.port);
+        let mut by_outcome = [0u64; 3];
+        for ((counted, outcome, _), messages) in slow_path.counts().snapshot() {
+            if counted == address {
+                by_outcome[outcome as usize] += messages;
+            }
+        }
+        let [forwarded, fallback, dropped] = by_outcome;
+        let detail = format!("forwarded {forwarded}, fallback {fallback}, dropped {dropped}");
+        Some(format!(
+            "  {:<40} {:>38} {:>14}",
+            "slow path",
+            detail,
+            forwarded + fallback + dropped
+        ))
     }
 
     /// Each configured backend's state, and its slot if it has one.

@@ -7,6 +7,7 @@
 
 mod checks;
 mod control;
+mod occupancy;
 mod overlay;
 mod paths;
 pub mod support;
@@ -19,14 +20,20 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use sipxdp_common::maps::Settings as KernelSettings;
+use sipxdp_common::maps::{
+    Dialog, DialogKey, FragmentKey, FragmentTarget, Settings as KernelSettings, names,
+};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
     sync::mpsc,
 };
 
-use self::{checks::HealthChecks, overlay::Overlay};
+use self::{
+    checks::HealthChecks,
+    occupancy::{Counted, Occupancy},
+    overlay::Overlay,
+};
 use crate::{
     config::{
         self, AdminState, Config, Environment as _, ForwardingMode, LogLevel, Protocol,
@@ -140,6 +147,7 @@ struct Daemon {
     resolver: Resolver,
     /// `None` when `[slow_path] enabled = false`.
     slow_path: Option<SlowPath>,
+    occupancy: Occupancy,
 }
 
 impl Daemon {
@@ -306,7 +314,8 @@ fn served(config: &Config) -> Vec<Served> {
 /// Starts the slow path on `config`'s UDP VIPs, sharing `dataplane`'s dialogs.
 fn start_slow_path(config: &Config, dataplane: &Dataplane) -> anyhow::Result<SlowPath> {
     let transmitter = Transmitter::new()?;
-    let dialogs = kernel_dialogs(dataplane.dialog_map()?).context("opening DIALOGS")?;
+    let dialogs =
+        kernel_dialogs(dataplane.lru_map_copy(names::DIALOGS)?).context("opening DIALOGS")?;
     let mut slow_path = SlowPath::start(config.slow_path.queue, transmitter, dialogs);
     slow_path.serve(&served(config))?;
     Ok(slow_path)
@@ -371,6 +380,18 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     } else {
         None
     };
+    let occupancy = Occupancy::start(vec![
+        Counted::lru::<DialogKey, Dialog>(
+            names::DIALOGS,
+            dataplane.lru_map_copy(names::DIALOGS)?,
+            config.sticky.entries,
+        )?,
+        Counted::lru::<FragmentKey, FragmentTarget>(
+            names::FRAGMENTS,
+            dataplane.lru_map_copy(names::FRAGMENTS)?,
+            config.fragments.entries,
+        )?,
+    ]);
     let mut daemon = Daemon {
         config_path: options.config.clone(),
         file_config: config.clone(),
@@ -386,6 +407,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tx_ports: BTreeSet::new(),
         resolver,
         slow_path,
+        occupancy,
     };
     daemon.publish()?;
     for interface in &daemon.config.interfaces {

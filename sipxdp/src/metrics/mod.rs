@@ -69,6 +69,17 @@ pub struct Snapshot {
     pub tables: Vec<TableState>,
     /// The slow path's messages; `None` when it is off.
     pub slow_path: Option<Vec<SlowPathCount>>,
+    /// How full the LRU maps were at their last count.
+    pub maps: Vec<MapFill>,
+}
+
+/// How many entries an LRU map held at its last count, of how many it can hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapFill {
+    /// The map's name (`DIALOGS`, `FRAGMENTS`).
+    pub map: &'static str,
+    pub entries: u64,
+    pub max_entries: u32,
 }
 
 /// Messages the slow path handled with one outcome for one cause.
@@ -219,6 +230,26 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
                 .inc_by(count.messages);
         }
     }
+    let entries = gauge(
+        &registry,
+        "sipxdp_map_entries",
+        "Entries of the kernel's LRU map (DIALOGS: calls remembered; FRAGMENTS: datagrams whose later fragments are expected), counted every 15 s.",
+        &["map"],
+    )?;
+    let max_entries = gauge(
+        &registry,
+        "sipxdp_map_max_entries",
+        "Entries the kernel's LRU map can hold before it forgets the least recently used.",
+        &["map"],
+    )?;
+    for fill in &snapshot.maps {
+        entries
+            .with_label_values(&[fill.map])
+            .set(i64::try_from(fill.entries).unwrap_or(i64::MAX));
+        max_entries
+            .with_label_values(&[fill.map])
+            .set(i64::from(fill.max_entries));
+    }
     let program = gauge(
         &registry,
         "sipxdp_program_info",
@@ -363,6 +394,11 @@ mod tests {
                 reason: "no_call_id",
                 messages: 2,
             }]),
+            maps: vec![MapFill {
+                map: "DIALOGS",
+                entries: 12,
+                max_entries: 1_048_576,
+            }],
         }
     }
 
@@ -383,6 +419,8 @@ mod tests {
             "sipxdp_program_verified_instructions 190000",
             "sipxdp_maglev_tables_published_total{vip=\"sip\"} 3",
             "sipxdp_slow_path_messages_total{outcome=\"fallback\",reason=\"no_call_id\",vip=\"sip\"} 2",
+            "sipxdp_map_entries{map=\"DIALOGS\"} 12",
+            "sipxdp_map_max_entries{map=\"DIALOGS\"} 1048576",
         ] {
             assert!(text.contains(line), "{line} in:\n{text}");
         }
