@@ -123,7 +123,7 @@ fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
             }
             7 => {
                 // Long runs: blanks, header lines, Call-ID values.
-                let byte = [b' ', b'a', b'\t'][rng.below(3) as usize];
+                let byte = b" a\t"[rng.below(3) as usize];
                 let len = rng.below(400) as usize;
                 message.splice(at..at, std::iter::repeat_n(byte, len));
             }
