@@ -73,7 +73,12 @@ pub fn test(ws: &Workspace, args: &[String]) -> Result<()> {
         // As root every privileged test must run: missing kernel features fail, not skip.
         tests = tests.env("SIPXDP_REQUIRE_PRIVILEGES", "1");
     }
-    stage("test", tests.args(args))
+    stage("test", tests.args(args))?;
+    // A short bounded pass of every fuzz target; `cargo xtask fuzz SECONDS` runs longer.
+    if args.is_empty() {
+        fuzz(ws, CI_FUZZ_SECONDS)?;
+    }
+    Ok(())
 }
 
 /// `cargo xtask lab <args...>` (and `demo`, which is `lab demo`): builds, then runs the lab.
@@ -107,6 +112,9 @@ fn run_tests_binary(ws: &Workspace, binary: &str, args: &[String]) -> Result<()>
         .run()
 }
 
+/// Seconds each fuzz target runs in `cargo xtask test`.
+const CI_FUZZ_SECONDS: u64 = 10;
+
 /// `cargo xtask fuzz [SECONDS]`: every cargo-fuzz target for `seconds` each, with the pinned
 /// nightly (cargo-fuzz needs nightly sanitizer flags).
 pub fn fuzz(ws: &Workspace, seconds: u64) -> Result<()> {
@@ -130,7 +138,9 @@ pub fn fuzz(ws: &Workspace, seconds: u64) -> Result<()> {
             .run()
             .map_err(|e| e.context("cannot install cargo-fuzz"))?;
     }
-    let list = ws.cargo(nightly).args(["fuzz", "list"]).read_stdout()?;
+    // The targets need the daemon's code, not its kernel program.
+    let fuzz_cargo = || ws.cargo(nightly).env("AYA_BUILD_SKIP", "1");
+    let list = fuzz_cargo().args(["fuzz", "list"]).read_stdout()?;
     let targets: Vec<&str> = list
         .lines()
         .map(str::trim)
@@ -142,10 +152,22 @@ pub fn fuzz(ws: &Workspace, seconds: u64) -> Result<()> {
     for target in targets {
         stage(
             &format!("fuzz {target}"),
-            ws.cargo(nightly)
-                .args(["fuzz", "run", target, "--"])
+            // New inputs go to the working corpus (not committed); the seeds are read.
+            fuzz_cargo()
+                .args(["fuzz", "run", target])
+                .arg(corpus_dir(ws, target)?.to_string_lossy())
+                .arg(ws.root.join("fuzz/seeds").join(target).to_string_lossy())
+                .arg("--")
                 .arg(format!("-max_total_time={seconds}")),
         )?;
     }
     Ok(())
+}
+
+/// The working corpus of fuzz target `target`, created if missing.
+fn corpus_dir(ws: &Workspace, target: &str) -> Result<std::path::PathBuf> {
+    let dir = ws.root.join("fuzz/corpus").join(target);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| crate::error::Error::failed(format!("creating {}: {e}", dir.display())))?;
+    Ok(dir)
 }
