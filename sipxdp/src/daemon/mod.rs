@@ -10,6 +10,7 @@ mod control;
 mod occupancy;
 mod overlay;
 mod paths;
+mod privileges;
 pub mod support;
 
 use std::{
@@ -298,6 +299,22 @@ fn kernel_settings(config: &Config) -> KernelSettings {
     }
 }
 
+/// Refuses to go on without the capabilities the daemon uses, naming the missing ones.
+fn check_capabilities(slow_path: bool) -> anyhow::Result<()> {
+    let status =
+        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    let effective = privileges::effective(&status).context("no CapEff in /proc/self/status")?;
+    let missing = privileges::missing(effective, slow_path);
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.iter().map(ToString::to_string).collect();
+        bail!(
+            "sipxdp run lacks capabilities it needs: {}; nothing was attached",
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// The UDP VIPs of `config`: those the slow path receives on.
 fn served(config: &Config) -> Vec<Served> {
     config
@@ -342,6 +359,7 @@ async fn next_of<T>(source: &mut Option<mpsc::Receiver<T>>) -> Option<T> {
 /// attached then), or a failure to update the maps while running.
 pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let config = load_config(&options.config)?;
+    check_capabilities(config.slow_path.enabled)?;
     let mut resolver = Resolver::new(DEFAULT_RESOLVE_TIMEOUT)?;
     let paths = paths::resolve_all(&config, &mut resolver).map_err(joined)?;
     // Bound before anything is attached: a second daemon stops here.
