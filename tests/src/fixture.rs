@@ -3,6 +3,8 @@
 //! device, which is where `BPF_PROG_TEST_RUN` pretends frames arrive, so a steered frame
 //! comes back as `XDP_TX`.
 
+use std::net::{IpAddr, SocketAddr};
+
 use anyhow::{Context as _, Result};
 use sipxdp::dataplane::{Dataplane, LoadOptions};
 use sipxdp_common::{
@@ -99,6 +101,23 @@ pub fn owner(table: &[u16], call_id: &[u8], seed: u64) -> u32 {
     u32::from(table[table_entry(hash, table.len() as u32)])
 }
 
+/// The backend slot the entry of `table` for the TCP connection from `client` to `vip`
+/// holds: XXH64 (of the `xxhash-rust` crate, as [`owner`]) of the documented 36 bytes,
+/// source address, destination address (IPv4-mapped), source port, destination port.
+pub fn connection_owner(table: &[u16], client: SocketAddr, vip: SocketAddr, seed: u64) -> u32 {
+    let mapped = |address: IpAddr| match address {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    let mut bytes = Vec::with_capacity(36);
+    bytes.extend_from_slice(&mapped(client.ip()));
+    bytes.extend_from_slice(&mapped(vip.ip()));
+    bytes.extend_from_slice(&client.port().to_be_bytes());
+    bytes.extend_from_slice(&vip.port().to_be_bytes());
+    let hash = xxhash_rust::xxh64::xxh64(&bytes, seed);
+    u32::from(table[table_entry(hash, table.len() as u32)])
+}
+
 /// A program loaded with [`load_options`] and filled by [`configure`] with the fixture's
 /// backends, and the table it published.
 pub struct Loaded {
@@ -137,12 +156,13 @@ impl Loaded {
     }
 }
 
-/// How the tests load the program: as the daemon does, with a `DIALOGS` map of 65,536
-/// entries instead of a million, because the kernel allocates every entry at load time
-/// and tests load many programs at once.
+/// How the tests load the program: as the daemon does, with `DIALOGS` and `CONNECTIONS`
+/// maps of 65,536 entries instead of their defaults, because the kernel allocates every
+/// entry at load time and tests load many programs at once.
 pub fn load_options() -> LoadOptions {
     LoadOptions {
         dialog_entries: Some(65_536),
+        connection_entries: Some(65_536),
         ..LoadOptions::default()
     }
 }

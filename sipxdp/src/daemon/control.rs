@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr};
 
 use sipxdp_common::{
     hash::xxh64_bytes,
-    maps::{BACKEND_IN_SERVICE, DialogKey},
+    maps::{BACKEND_IN_SERVICE, PlacementKey},
 };
 
 use super::{Daemon, checks::HealthChecks};
@@ -126,8 +126,8 @@ impl Daemon {
             .slots
             .vip(&crate::plan::vip_key(config))
             .ok_or_else(|| format!("VIP {vip} has no slot"))?;
-        let key = DialogKey {
-            call_id_hash: hash,
+        let key = PlacementKey {
+            hash,
             vip_slot,
             padding: 0,
         };

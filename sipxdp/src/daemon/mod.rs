@@ -235,9 +235,11 @@ impl Daemon {
         let paths = paths::resolve_all(&config, &mut self.resolver).map_err(joined)?;
         if config.sticky.entries != self.config.sticky.entries
             || config.fragments.entries != self.config.fragments.entries
+            || config.tcp.connections != self.config.tcp.connections
         {
             log::warn!(
-                "[sticky] or [fragments] entries changed; map sizes change when sipxdp restarts"
+                "[sticky] entries, [fragments] entries or [tcp] connections changed; map \
+                 sizes change when sipxdp restarts"
             );
         }
         if kernel_settings(&config) != kernel_settings(&self.config) {
@@ -272,6 +274,7 @@ fn kernel_settings(config: &Config) -> KernelSettings {
                 .any(|vip| vip.mode == ForwardingMode::Nat),
         ),
         padding: 0,
+        connection_idle_ns: u64::try_from(config.tcp.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
     }
 }
 
@@ -311,6 +314,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         verifier_statistics: true,
         dialog_entries: Some(config.sticky.entries),
         fragment_entries: Some(config.fragments.entries),
+        connection_entries: Some(config.tcp.connections),
         pins: Some(pins.clone()),
     })?;
     // Pinned maps may hold a previous daemon's backends and dialogs: slots handed out from
