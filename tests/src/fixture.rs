@@ -10,8 +10,8 @@ use sipxdp::dataplane::{Dataplane, LoadOptions};
 use sipxdp_common::{
     maglev::{MaglevBackend, build_table},
     maps::{
-        BACKEND_IN_SERVICE, Backend, PROTOCOL_UDP, Settings, VipConfig, VipKey, ipv4_mapped,
-        table_entry,
+        BACKEND_IN_SERVICE, Backend, PROTOCOL_TCP, PROTOCOL_UDP, Settings, VipConfig, VipKey,
+        ipv4_mapped, table_entry,
     },
     outcome::{Action, Reason},
 };
@@ -28,6 +28,9 @@ pub const MAGLEV_SIZE: u32 = 65_537;
 pub const VIP_SLOT: u32 = 0;
 /// The slot of the fixture's IPv6 VIP, which has the same backends and table.
 pub const VIP_V6_SLOT: u32 = 1;
+/// The slots [`add_tcp_vips`] gives the TCP VIPs on the IPv4 and IPv6 VIP addresses.
+pub const TCP_VIP_SLOT: u32 = 2;
+pub const TCP_VIP_V6_SLOT: u32 = 3;
 
 /// The key of the fixture's VIP on `port`.
 pub fn vip_key(port: u16) -> VipKey {
@@ -45,6 +48,38 @@ pub fn vip_v6_key(port: u16) -> VipKey {
         address: VIP_V6.octets(),
         ..vip_key(port)
     }
+}
+
+/// The key of the TCP VIP `address`:`port`.
+pub fn tcp_vip_key(address: IpAddr, port: u16) -> VipKey {
+    VipKey {
+        address: sipxdp::plan::address_bytes(address),
+        port,
+        protocol: PROTOCOL_TCP,
+        padding: 0,
+    }
+}
+
+/// Adds TCP VIPs on `port` of the fixture's IPv4 and IPv6 VIP addresses, in slots
+/// [`TCP_VIP_SLOT`] and [`TCP_VIP_V6_SLOT`], and publishes `table` for both.
+pub fn add_tcp_vips(dataplane: &mut Dataplane, port: u16, table: &[u16]) -> Result<()> {
+    for (address, slot) in [
+        (IpAddr::V4(VIP), TCP_VIP_SLOT),
+        (IpAddr::V6(VIP_V6), TCP_VIP_V6_SLOT),
+    ] {
+        let key = tcp_vip_key(address, port);
+        let config = VipConfig {
+            slot,
+            ..VipConfig::default()
+        };
+        dataplane
+            .set_vip(&key, &config)
+            .context("configuring a TCP VIP")?;
+        dataplane
+            .publish_table(&key, table)
+            .context("publishing the TCP VIP's table")?;
+    }
+    Ok(())
 }
 
 /// The MAC of the backend in `slot`.

@@ -7,11 +7,14 @@
 use std::net::{IpAddr, SocketAddr};
 
 use sipxdp_common::{
-    maps::{BACKEND_IN_SERVICE, Backend, PROTOCOL_TCP, PlacementKey, Settings, VipConfig, VipKey},
+    maps::{BACKEND_IN_SERVICE, Backend, PlacementKey, Settings},
     outcome::{Action, NO_VIP, Reason},
 };
 use sipxdp_tests::{
-    fixture::{self, Loaded, MAGLEV_SIZE, backend_mac, connection_owner, maglev_table},
+    fixture::{
+        self, Loaded, MAGLEV_SIZE, TCP_VIP_SLOT, TCP_VIP_V6_SLOT, backend_mac, connection_owner,
+        maglev_table, tcp_vip_key,
+    },
     frames::{BALANCER_MAC, CLIENT, CLIENT_V6, TcpSegment, VIP, VIP_V6},
     require_privileges,
 };
@@ -22,9 +25,6 @@ const XDP_TX: u32 = 3;
 const ONE_HOUR_NS: u64 = 3_600_000_000_000;
 /// The TCP VIPs' port; the fixture's UDP VIPs are on 5060.
 const TCP_PORT: u16 = 5061;
-/// Slots of the TCP VIPs, after the fixture's two UDP VIPs.
-const TCP_SLOT: u32 = 2;
-const TCP_V6_SLOT: u32 = 3;
 const CONNECTIONS: usize = 600;
 
 /// The fixture program with a TCP VIP per family over its three backends.
@@ -43,24 +43,15 @@ struct Family {
 const FAMILIES: [Family; 2] = [
     Family {
         vip: SocketAddr::new(IpAddr::V4(VIP), TCP_PORT),
-        slot: TCP_SLOT,
+        slot: TCP_VIP_SLOT,
         client: IpAddr::V4(CLIENT),
     },
     Family {
         vip: SocketAddr::new(IpAddr::V6(VIP_V6), TCP_PORT),
-        slot: TCP_V6_SLOT,
+        slot: TCP_VIP_V6_SLOT,
         client: IpAddr::V6(CLIENT_V6),
     },
 ];
-
-fn tcp_key(vip: SocketAddr) -> VipKey {
-    VipKey {
-        address: sipxdp::plan::address_bytes(vip.ip()),
-        port: vip.port(),
-        protocol: PROTOCOL_TCP,
-        padding: 0,
-    }
-}
 
 impl Family {
     /// The client ends of `count` connections: ports counting up from 20,000, and
@@ -94,18 +85,8 @@ impl Tcp {
             ..Settings::default()
         };
         let mut program = Loaded::new(&settings, 0).expect("the fixture");
-        for family in FAMILIES {
-            let config = VipConfig {
-                slot: family.slot,
-                ..VipConfig::default()
-            };
-            let key = tcp_key(family.vip);
-            program.dataplane.set_vip(&key, &config).expect("a TCP VIP");
-            program
-                .dataplane
-                .publish_table(&key, &program.table)
-                .expect("its table");
-        }
+        fixture::add_tcp_vips(&mut program.dataplane, TCP_PORT, &program.table)
+            .expect("the TCP VIPs");
         Self { program }
     }
 
@@ -162,7 +143,7 @@ impl Tcp {
         for family in FAMILIES {
             self.program
                 .dataplane
-                .publish_table(&tcp_key(family.vip), &table)
+                .publish_table(&tcp_vip_key(family.vip.ip(), TCP_PORT), &table)
                 .expect("publishing");
         }
         table
