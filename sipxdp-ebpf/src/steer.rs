@@ -203,8 +203,8 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
 }
 
 /// Steers a segment sent to a TCP VIP: the connection as a whole goes to one backend, by
-/// direct server return whatever the VIP's mode (the daemon refuses NAT for TCP, whose
-/// sequence of segments a stateless rewrite could not follow through a change of backend).
+/// direct server return whatever the VIP's flags (the daemon refuses NAT for TCP VIPs:
+/// the NAT rewrite and its return path update UDP checksums and know UDP backends only).
 #[inline(always)]
 fn steer_tcp(ctx: &XdpContext, frame: &Frame, connection: &Connection, vip: &VipConfig) -> Verdict {
     let (seed, idle_ns) = SETTINGS.get(0).map_or((0, 0), |settings| {

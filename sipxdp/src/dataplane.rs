@@ -121,8 +121,7 @@ pub struct Pins {
 /// Version of the pinned maps' layouts: a release that changes a map's key or value
 /// layout raises it, so that it pins fresh maps beside the old ones instead of reusing
 /// maps it would misread.
-/// Version 2: `Settings` gained `connection_idle_ns`, `Dialog` and `DialogKey` became the
-/// same-sized `Placement` and `PlacementKey`, and `CONNECTIONS` joined.
+/// Version 2: `Settings` gained `connection_idle_ns`.
 const PINNED_LAYOUT: u32 = 2;
 
 /// The maps that outlive the daemon. The per-CPU scratch maps hold nothing between
