@@ -120,6 +120,7 @@ impl Daemon {
                 .collect();
             return Err(format!("no VIP named {vip:?}; the VIPs are {names:?}"));
         };
+        lookup::placed_by_call_id(config)?;
         let seed = self.config.daemon.hash_seed;
         let hash = xxh64_bytes(call_id.trim_ascii().as_bytes(), seed);
         let vip_slot = self
