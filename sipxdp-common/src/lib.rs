@@ -8,6 +8,7 @@
 extern crate alloc;
 
 pub mod callid;
+pub mod connection;
 #[cfg(any(test, feature = "corpus"))]
 pub mod corpus;
 pub mod hash;

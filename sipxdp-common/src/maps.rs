@@ -41,6 +41,7 @@ pub mod names {
     pub const DIALOGS: &str = "DIALOGS";
     pub const FRAGMENTS: &str = "FRAGMENTS";
     pub const NAT_RETURNS: &str = "NAT_RETURNS";
+    pub const CONNECTIONS: &str = "CONNECTIONS";
 }
 
 /// The `protocol` of a [`VipKey`]: IANA protocol numbers.
@@ -190,6 +191,8 @@ pub struct Settings {
     /// source of datagrams that are not for a VIP in `NAT_RETURNS`.
     pub nat_returns: u32,
     pub padding: u32,
+    /// A TCP connection not seen for this long is placed by the Maglev table again.
+    pub connection_idle_ns: u64,
 }
 
 /// Entries of the `FRAGMENTS` map unless the loader sets another size: one per datagram
@@ -246,24 +249,30 @@ pub const MAX_NAT_RETURNS: u32 = MAX_BACKENDS;
 /// progress.
 pub const DEFAULT_DIALOG_ENTRIES: u32 = 1 << 20;
 
-/// Key of the `DIALOGS` LRU map: one call on one VIP.
+/// Entries of the `CONNECTIONS` map unless the loader sets another size: one per TCP
+/// connection in progress.
+pub const DEFAULT_CONNECTION_ENTRIES: u32 = 1 << 18;
+
+/// Key of the `DIALOGS` and `CONNECTIONS` LRU maps: one call (by its Call-ID hash) or one
+/// TCP connection (by its [`crate::connection::Connection::hash`]) on one VIP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[repr(C)]
-pub struct DialogKey {
-    /// The Call-ID hash, as the Maglev lookup uses it.
-    pub call_id_hash: u64,
+pub struct PlacementKey {
+    /// The hash the Maglev lookup uses.
+    pub hash: u64,
     pub vip_slot: u32,
     pub padding: u32,
 }
 
-/// Value of the `DIALOGS` map: where a call went, and when it was last seen.
+/// Value of the `DIALOGS` and `CONNECTIONS` maps: where a call or connection went, and
+/// when it was last seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[repr(C)]
-pub struct Dialog {
-    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE) of the dialog's latest message.
+pub struct Placement {
+    /// `bpf_ktime_get_coarse_ns` (CLOCK_MONOTONIC_COARSE) of its latest packet.
     pub last_seen_ns: u64,
     pub backend_slot: u32,
-    /// The backend slot's `Backend::incarnation` when the dialog was placed.
+    /// The backend slot's `Backend::incarnation` when it was placed.
     pub backend_incarnation: u32,
 }
 
@@ -285,8 +294,8 @@ mod pod {
     unsafe impl aya::Pod for super::Backend {}
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::Counter {}
-    unsafe impl aya::Pod for super::DialogKey {}
-    unsafe impl aya::Pod for super::Dialog {}
+    unsafe impl aya::Pod for super::PlacementKey {}
+    unsafe impl aya::Pod for super::Placement {}
     unsafe impl aya::Pod for super::FragmentKey {}
     unsafe impl aya::Pod for super::FragmentTarget {}
     unsafe impl aya::Pod for super::NatReturn {}
@@ -303,10 +312,10 @@ mod tests {
         assert_eq!(size_of::<VipConfig>(), 16);
         assert_eq!(size_of::<VipEntry>(), 36);
         assert_eq!(size_of::<Backend>(), 6 + 6 + 4 + 4 + 16 + 2 + 2);
-        assert_eq!(size_of::<Settings>(), 24);
+        assert_eq!(size_of::<Settings>(), 32);
         assert_eq!(size_of::<NatReturn>(), 24);
-        assert_eq!(size_of::<DialogKey>(), 16);
-        assert_eq!(size_of::<Dialog>(), 16);
+        assert_eq!(size_of::<PlacementKey>(), 16);
+        assert_eq!(size_of::<Placement>(), 16);
         assert_eq!(size_of::<FragmentKey>(), 40);
         assert_eq!(size_of::<FragmentTarget>(), 12);
         assert_eq!(size_of::<Counter>(), 16);

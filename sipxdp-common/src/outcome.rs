@@ -106,6 +106,11 @@ reasons! {
     NoNeighbour = 21 => "no_neighbour",
     /// NAT mode: the TTL or hop limit ran out; the stack answers with ICMP.
     TtlExceeded = 22 => "ttl_exceeded",
+    /// A TCP segment placed by the Maglev entry of its connection's hash: the first
+    /// segment of the connection seen, or one whose remembered backend cannot keep it.
+    TcpConnection = 23 => "tcp_connection",
+    /// A TCP segment sent to the backend remembered for its connection (`CONNECTIONS`).
+    TcpEstablished = 24 => "tcp_established",
 }
 
 impl From<Unplaceable> for Reason {

@@ -7,9 +7,10 @@ use aya_ebpf::{
 };
 use sipxdp_common::{
     maps::{
-        Backend, Counter, DEFAULT_DIALOG_ENTRIES, DEFAULT_FRAGMENT_ENTRIES, Dialog, DialogKey,
-        FragmentKey, FragmentTarget, MAX_BACKENDS, MAX_NAT_RETURNS, MAX_TX_PORTS, MAX_VIPS,
-        MaglevTable, NatReturn, Settings, VIP_TABLE_ENTRIES, VipEntry, VipKey,
+        Backend, Counter, DEFAULT_CONNECTION_ENTRIES, DEFAULT_DIALOG_ENTRIES,
+        DEFAULT_FRAGMENT_ENTRIES, FragmentKey, FragmentTarget, MAX_BACKENDS, MAX_NAT_RETURNS,
+        MAX_TX_PORTS, MAX_VIPS, MaglevTable, NatReturn, Placement, PlacementKey, Settings,
+        VIP_TABLE_ENTRIES, VipEntry, VipKey,
     },
     outcome::OUTCOMES_PER_VIP,
 };
@@ -60,8 +61,18 @@ pub static SCRATCH: PerCpuArray<[u64; 10], 1> = PerCpuArray::new();
 /// Dialog stickiness: the backend each call in progress went to (kernel 4.10). The
 /// daemon sizes it from the config; the least recently used call is forgotten when full.
 #[btf_map]
-pub static DIALOGS: LruHashMap<DialogKey, Dialog, { DEFAULT_DIALOG_ENTRIES as usize }> =
+pub static DIALOGS: LruHashMap<PlacementKey, Placement, { DEFAULT_DIALOG_ENTRIES as usize }> =
     LruHashMap::new();
+
+/// TCP connections to TCP VIPs: the backend each went to, so that it stays there when the
+/// backend set changes. The daemon sizes it from the config; the least recently used
+/// connection is forgotten when full.
+#[btf_map]
+pub static CONNECTIONS: LruHashMap<
+    PlacementKey,
+    Placement,
+    { DEFAULT_CONNECTION_ENTRIES as usize },
+> = LruHashMap::new();
 
 /// Fragmented datagrams whose first fragment was placed: where their later fragments go.
 /// The daemon sizes it from the config.

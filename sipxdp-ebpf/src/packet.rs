@@ -1,12 +1,13 @@
 //! Header parsing: Ethernet with up to two VLAN tags (802.1Q, 802.1ad), IPv4 with options
-//! or IPv6 with at most a fragment header, and UDP. Every read is bounds-checked against
-//! the frame end right before it.
+//! or IPv6 with at most a fragment header, and UDP or TCP. Every read is bounds-checked
+//! against the frame end right before it.
 
 use core::mem::size_of;
 
 use aya_ebpf::programs::XdpContext;
 use sipxdp_common::{
-    maps::{Address, FragmentKey, PROTOCOL_UDP, ipv4_mapped},
+    connection::Connection,
+    maps::{Address, FragmentKey, PROTOCOL_TCP, PROTOCOL_UDP, ipv4_mapped},
     outcome::Reason,
 };
 
@@ -20,6 +21,8 @@ const ETHERNET_HEADER: usize = 14;
 const VLAN_TAG: usize = 4;
 const IPV4_MIN_HEADER: usize = 20;
 const UDP_HEADER: usize = 8;
+/// A TCP header without options (RFC 9293 §3.1); its data offset says how long it is.
+const TCP_MIN_HEADER: usize = 20;
 const IPV6_HEADER: usize = 40;
 const IPV6_FRAGMENT_HEADER: usize = 8;
 /// IPv6 next-header values of the extension headers (RFC 8200 §4, RFC 7045).
@@ -148,6 +151,8 @@ impl Fragment {
 /// What the headers say.
 pub enum Packet {
     Udp(Udp),
+    /// A TCP segment in an unfragmented IP packet: the connection it belongs to.
+    Tcp(Connection),
     /// A later fragment of a UDP datagram: no UDP header, only the datagram's key.
     LaterFragment(Fragment),
     /// IP, but neither UDP nor a fragment of it.
@@ -187,11 +192,26 @@ fn parse_ipv4(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
     let fragment = frame.read_u16(l3 + 6).ok_or(Reason::Malformed)?;
     let protocol: u8 = frame.read(l3 + 9).ok_or(Reason::Malformed)?;
     let destination: [u8; 4] = frame.read(l3 + 16).ok_or(Reason::Malformed)?;
+    let l4 = l3 + header_len;
+    let l4_present = total_len - header_len;
+    if protocol == PROTOCOL_TCP {
+        // TCP avoids fragmentation (path MTU discovery); the stack reassembles the rare
+        // fragmented segment.
+        if fragment & (IPV4_MORE_FRAGMENTS | IPV4_OFFSET_MASK) != 0 {
+            return Err(Reason::IpFragment);
+        }
+        let source: [u8; 4] = frame.read(l3 + 12).ok_or(Reason::Malformed)?;
+        return parse_tcp(
+            frame,
+            l4,
+            l4_present,
+            ipv4_mapped(source),
+            ipv4_mapped(destination),
+        );
+    }
     if protocol != PROTOCOL_UDP {
         return Ok(Packet::OtherIp);
     }
-    let l4 = l3 + header_len;
-    let l4_present = total_len - header_len;
     if fragment & (IPV4_MORE_FRAGMENTS | IPV4_OFFSET_MASK) == 0 {
         return parse_udp(
             frame,
@@ -218,9 +238,9 @@ fn parse_ipv4(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
     )
 }
 
-/// IPv6 (RFC 8200): the fixed header, then UDP directly or after a fragment header. Other
-/// extension headers are left to the stack: walking a chain of them costs verifier
-/// budget for traffic SIP peers do not send.
+/// IPv6 (RFC 8200): the fixed header, then TCP, or UDP directly or after a fragment
+/// header. Other extension headers are left to the stack: walking a chain of them costs
+/// verifier budget for traffic SIP peers do not send.
 #[inline(always)]
 fn parse_ipv6(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
     let version: u8 = frame.read(l3).ok_or(Reason::Malformed)?;
@@ -236,6 +256,10 @@ fn parse_ipv6(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
     let l4 = l3 + IPV6_HEADER;
     match next_header {
         PROTOCOL_UDP => parse_udp(frame, layout(l3, l4, true), payload_len, destination, None),
+        PROTOCOL_TCP => {
+            let source: Address = frame.read(l3 + 8).ok_or(Reason::Malformed)?;
+            parse_tcp(frame, l4, payload_len, source, destination)
+        }
         IPV6_FRAGMENT => {
             if payload_len < IPV6_FRAGMENT_HEADER {
                 return Err(Reason::Malformed);
@@ -246,6 +270,9 @@ fn parse_ipv6(frame: &Frame, l3: usize) -> Result<Packet, Reason> {
                 .read::<u32>(l4 + 4)
                 .map(u32::from_be)
                 .ok_or(Reason::Malformed)?;
+            if inner == PROTOCOL_TCP {
+                return Err(Reason::IpFragment);
+            }
             if inner != PROTOCOL_UDP {
                 return Ok(Packet::OtherIp);
             }
@@ -313,5 +340,33 @@ fn parse_udp(
         payload: l4 + UDP_HEADER,
         payload_len,
         first_fragment,
+    }))
+}
+
+/// The TCP header at frame offset `l4`, with `l4_present` bytes of the IP payload in the
+/// frame: its data offset must cover at least the fixed header and at most the segment.
+#[inline(always)]
+fn parse_tcp(
+    frame: &Frame,
+    l4: usize,
+    l4_present: usize,
+    source: Address,
+    destination: Address,
+) -> Result<Packet, Reason> {
+    if l4_present < TCP_MIN_HEADER {
+        return Err(Reason::Malformed);
+    }
+    let source_port = frame.read_u16(l4).ok_or(Reason::Malformed)?;
+    let destination_port = frame.read_u16(l4 + 2).ok_or(Reason::Malformed)?;
+    let data_offset: u8 = frame.read(l4 + 12).ok_or(Reason::Malformed)?;
+    let header_len = (data_offset >> 4) as usize * 4;
+    if header_len < TCP_MIN_HEADER || header_len > l4_present {
+        return Err(Reason::Malformed);
+    }
+    Ok(Packet::Tcp(Connection {
+        source,
+        destination,
+        source_port,
+        destination_port,
     }))
 }

@@ -1,13 +1,18 @@
-//! From parsed headers to an action: VIP lookup, Call-ID scan, Maglev lookup, forwarding.
+//! From parsed headers to an action: VIP lookup, Call-ID scan or connection hash, Maglev
+//! lookup, forwarding.
 
-use aya_ebpf::{bindings::xdp_action, helpers::bpf_ktime_get_coarse_ns, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action, btf_maps::LruHashMap, helpers::bpf_ktime_get_coarse_ns,
+    programs::XdpContext,
+};
 use aya_log_ebpf::debug;
 use sipxdp_common::{
     callid::{KernelLimits, Unplaceable, locate},
+    connection::Connection,
     maps::{
-        BACKEND_IN_SERVICE, Backend, Dialog, DialogKey, FRAGMENTS_TO_STACK, FragmentKey,
-        FragmentTarget, MAGLEV_EMPTY, PROTOCOL_UDP, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_NAT,
-        VIP_PROBES, VIP_TABLE_ENTRIES, VipConfig, VipKey, table_entry,
+        BACKEND_IN_SERVICE, Backend, FRAGMENTS_TO_STACK, FragmentKey, FragmentTarget, MAGLEV_EMPTY,
+        PROTOCOL_TCP, PROTOCOL_UDP, Placement, PlacementKey, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP,
+        VIP_NAT, VIP_PROBES, VIP_TABLE_ENTRIES, VipConfig, VipKey, table_entry,
     },
     outcome::{Action, NO_VIP, Reason, counter_index},
     payload::Payload as _,
@@ -16,8 +21,8 @@ use sipxdp_common::{
 use crate::{
     barrier::pin,
     maps::{
-        BACKEND_COUNTERS, BACKENDS, COUNTERS, DIALOGS, FRAGMENT_KEY, FRAGMENTS, MAGLEV,
-        NAT_RETURNS, SCRATCH, SETTINGS, TX_PORTS, VIPS,
+        BACKEND_COUNTERS, BACKENDS, CONNECTIONS, COUNTERS, DIALOGS, FRAGMENT_KEY, FRAGMENTS,
+        MAGLEV, NAT_RETURNS, SCRATCH, SETTINGS, TX_PORTS, VIPS,
     },
     nat::{self, End, Headers},
     packet::{Fragment, Frame, Layout, Packet, Udp, parse},
@@ -75,6 +80,18 @@ pub fn steer(ctx: &XdpContext) -> u32 {
                 Some(vip) => (vip.slot, steer_udp(ctx, &frame, &udp, &vip)),
                 None => steer_nat_return(ctx, &frame, &udp)
                     .unwrap_or((NO_VIP, Verdict::pass(Reason::NotVip))),
+            }
+        }
+        Ok(Packet::Tcp(connection)) => {
+            let key = VipKey {
+                address: connection.destination,
+                port: connection.destination_port,
+                protocol: PROTOCOL_TCP,
+                padding: 0,
+            };
+            match find_vip(&key) {
+                Some(vip) => (vip.slot, steer_tcp(ctx, &frame, &connection, &vip)),
+                None => (NO_VIP, Verdict::pass(Reason::NotVip)),
             }
         }
         Ok(Packet::LaterFragment(fragment)) => steer_later_fragment(ctx, &frame, &fragment),
@@ -144,7 +161,7 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
     let placed = if dialog_idle_ns == 0 {
         from_table(vip, call_id.hash).map(|(slot, backend)| (slot, backend, Reason::CallId))
     } else {
-        sticky(vip, call_id.hash, dialog_idle_ns)
+        sticky(&DIALOGS, &DIALOG_REASONS, vip, call_id.hash, dialog_idle_ns)
     };
     let (backend_slot, backend, reason) = match placed {
         Ok(placed) => placed,
@@ -192,6 +209,21 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
         let _ = FRAGMENTS.insert(key, &target, 0);
     }
     verdict
+}
+
+/// Steers a segment sent to a TCP VIP: the connection as a whole goes to one backend, by
+/// direct server return whatever the VIP's flags (the daemon refuses NAT for TCP VIPs:
+/// the NAT rewrite and its return path update UDP checksums and know UDP backends only).
+#[inline(always)]
+fn steer_tcp(ctx: &XdpContext, frame: &Frame, connection: &Connection, vip: &VipConfig) -> Verdict {
+    let (seed, idle_ns) = SETTINGS.get(0).map_or((0, 0), |settings| {
+        (settings.hash_seed, settings.connection_idle_ns)
+    });
+    let hash = connection.hash(seed);
+    match sticky(&CONNECTIONS, &CONNECTION_REASONS, vip, hash, idle_ns) {
+        Ok((slot, backend, reason)) => send(ctx, frame, slot, &backend, reason, None),
+        Err(reason) => Verdict::pass(reason),
+    }
 }
 
 /// The `FRAGMENTS` key of `fragment`'s datagram, built in per-CPU map memory.
@@ -359,7 +391,8 @@ fn send(
     Verdict::forward(reason, xdp)
 }
 
-/// The backend the VIP's live Maglev table gives a Call-ID hash, if it may take calls.
+/// The backend the VIP's live Maglev table gives a hash (a Call-ID's or a TCP
+/// connection's), if it may take new calls or connections.
 #[inline(always)]
 fn from_table(vip: &VipConfig, hash: u64) -> Result<(u32, Backend), Reason> {
     if vip.table_size == 0 {
@@ -380,52 +413,75 @@ fn from_table(vip: &VipConfig, hash: u64) -> Result<(u32, Backend), Reason> {
     Ok((slot, backend))
 }
 
-/// Dialog stickiness: the backend remembered for this call while it is fresh and its
-/// backend is still in service (a draining backend is: it left the table, not service);
+/// What a [`sticky`] placement is counted as: placed by the table, or kept where it was.
+struct StickyReasons {
+    placed: Reason,
+    kept: Reason,
+}
+
+const DIALOG_REASONS: StickyReasons = StickyReasons {
+    placed: Reason::CallId,
+    kept: Reason::Dialog,
+};
+
+const CONNECTION_REASONS: StickyReasons = StickyReasons {
+    placed: Reason::TcpConnection,
+    kept: Reason::TcpEstablished,
+};
+
+/// Stickiness, for dialogs (`DIALOGS`) and TCP connections (`CONNECTIONS`) alike: the
+/// backend remembered for this hash while it is fresh and its backend is still in service
+/// (a draining backend is: it left the table, not service) in the same incarnation;
 /// otherwise the table's choice, remembered from now on. Returns the reason to count.
 #[inline(always)]
-fn sticky(vip: &VipConfig, hash: u64, idle_ns: u64) -> Result<(u32, Backend, Reason), Reason> {
+fn sticky<const ENTRIES: usize>(
+    placements: &LruHashMap<PlacementKey, Placement, ENTRIES>,
+    reasons: &StickyReasons,
+    vip: &VipConfig,
+    hash: u64,
+    idle_ns: u64,
+) -> Result<(u32, Backend, Reason), Reason> {
     // The coarse clock (kernel 5.11) moves once per timer tick, plenty for an idle timeout
     // of minutes, and costs a fraction of the precise one.
     // SAFETY: a helper without arguments.
     let now = unsafe { bpf_ktime_get_coarse_ns() };
-    let key = DialogKey {
-        call_id_hash: hash,
+    let key = PlacementKey {
+        hash,
         vip_slot: vip.slot,
         padding: 0,
     };
-    let dialog = DIALOGS.get_ptr_mut(&key);
-    if let Some(dialog) = dialog {
+    let remembered = placements.get_ptr_mut(&key);
+    if let Some(placement) = remembered {
         // SAFETY: a pointer to a map value the lookup returned; values of an LRU map stay
         // valid for the rest of the program run.
-        let remembered = unsafe { *dialog };
-        if now.wrapping_sub(remembered.last_seen_ns) <= idle_ns
-            && let Some(backend) = BACKENDS.get(remembered.backend_slot)
+        let known = unsafe { *placement };
+        if now.wrapping_sub(known.last_seen_ns) <= idle_ns
+            && let Some(backend) = BACKENDS.get(known.backend_slot)
             && backend.flags & BACKEND_IN_SERVICE != 0
-            && u32::from(backend.incarnation) == remembered.backend_incarnation
+            && u32::from(backend.incarnation) == known.backend_incarnation
         {
-            // SAFETY: as above. Another CPU may refresh the same dialog at once; either
+            // SAFETY: as above. Another CPU may refresh the same entry at once; either
             // time will do.
-            unsafe { (*dialog).last_seen_ns = now };
-            return Ok((remembered.backend_slot, *backend, Reason::Dialog));
+            unsafe { (*placement).last_seen_ns = now };
+            return Ok((known.backend_slot, *backend, reasons.kept));
         }
     }
     let (slot, backend) = from_table(vip, hash)?;
-    let placed = Dialog {
+    let placed = Placement {
         last_seen_ns: now,
         backend_slot: slot,
         backend_incarnation: u32::from(backend.incarnation),
     };
-    match dialog {
+    match remembered {
         // SAFETY: as above.
-        Some(dialog) => unsafe { *dialog = placed },
-        // A full map evicts its least recently used dialog; a failed insert only means
-        // the next message of this call is placed by the table again.
+        Some(placement) => unsafe { *placement = placed },
+        // A full map evicts its least recently used entry; a failed insert only means
+        // the next packet is placed by the table again.
         None => {
-            let _ = DIALOGS.insert(&key, &placed, 0);
+            let _ = placements.insert(&key, &placed, 0);
         }
     }
-    Ok((slot, backend, Reason::CallId))
+    Ok((slot, backend, reasons.placed))
 }
 
 /// Direct server return: only the Ethernet addresses change; the backend holds the VIP on

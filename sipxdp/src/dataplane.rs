@@ -17,8 +17,8 @@ use aya::{
 };
 use sipxdp_common::{
     maps::{
-        Backend, Counter, Dialog, DialogKey, MAGLEV_EMPTY, MAGLEV_TABLE_ENTRIES, MaglevTable,
-        NatReturn, Settings, VIP_PROBES, VIP_REMOVED_PROTOCOL, VIP_TABLE_ENTRIES, VipConfig,
+        Backend, Counter, MAGLEV_EMPTY, MAGLEV_TABLE_ENTRIES, MaglevTable, NatReturn, Placement,
+        PlacementKey, Settings, VIP_PROBES, VIP_REMOVED_PROTOCOL, VIP_TABLE_ENTRIES, VipConfig,
         VipEntry, VipKey, names,
     },
     outcome::{Action, Reason, counter_index},
@@ -104,6 +104,9 @@ pub struct LoadOptions {
     pub dialog_entries: Option<u32>,
     /// Entries of the `FRAGMENTS` map (`None`: `DEFAULT_FRAGMENT_ENTRIES`).
     pub fragment_entries: Option<u32>,
+    /// Entries of the `CONNECTIONS` map (`None`: `DEFAULT_CONNECTION_ENTRIES`), 96 bytes
+    /// each, like `DIALOGS`.
+    pub connection_entries: Option<u32>,
     /// Where the stateful maps are pinned (`None`: not pinned). Maps already pinned there
     /// are reused, so a new daemon takes over the tables, dialogs and counters of the one
     /// before.
@@ -120,11 +123,12 @@ pub struct Pins {
 /// Version of the pinned maps' layouts: a release that changes a map's key or value
 /// layout raises it, so that it pins fresh maps beside the old ones instead of reusing
 /// maps it would misread.
-const PINNED_LAYOUT: u32 = 1;
+/// Version 2: `Settings` gained `connection_idle_ns`.
+const PINNED_LAYOUT: u32 = 2;
 
 /// The maps that outlive the daemon. The per-CPU scratch maps hold nothing between
 /// packets and are not pinned.
-const PINNED_MAPS: [&str; 10] = [
+const PINNED_MAPS: [&str; 11] = [
     names::VIPS,
     names::BACKENDS,
     names::MAGLEV,
@@ -135,6 +139,7 @@ const PINNED_MAPS: [&str; 10] = [
     names::DIALOGS,
     names::FRAGMENTS,
     names::NAT_RETURNS,
+    names::CONNECTIONS,
 ];
 
 impl Pins {
@@ -239,6 +244,9 @@ impl Dataplane {
         }
         if let Some(entries) = options.fragment_entries {
             loader.map_max_entries(names::FRAGMENTS, entries);
+        }
+        if let Some(entries) = options.connection_entries {
+            loader.map_max_entries(names::CONNECTIONS, entries);
         }
         let maps_dir = options.pins.as_ref().map(Pins::maps);
         if let Some(directory) = &maps_dir {
@@ -540,17 +548,27 @@ impl Dataplane {
     }
 
     /// The dialog the program remembers under `key`, if any.
-    pub fn dialog(&self, key: &DialogKey) -> Result<Option<Dialog>, DataplaneError> {
-        let map = self
-            .ebpf
-            .map(names::DIALOGS)
-            .ok_or(DataplaneError::MissingMap(names::DIALOGS))?;
-        let dialogs: HashMap<_, DialogKey, Dialog> =
-            HashMap::try_from(map).map_err(map_error("opening DIALOGS"))?;
-        match dialogs.get(key, 0) {
-            Ok(dialog) => Ok(Some(dialog)),
+    pub fn dialog(&self, key: &PlacementKey) -> Result<Option<Placement>, DataplaneError> {
+        self.placement(names::DIALOGS, key)
+    }
+
+    /// The TCP connection the program remembers under `key`, if any.
+    pub fn connection(&self, key: &PlacementKey) -> Result<Option<Placement>, DataplaneError> {
+        self.placement(names::CONNECTIONS, key)
+    }
+
+    /// What the placement map `name` remembers under `key`, if anything.
+    fn placement(
+        &self,
+        name: &'static str,
+        key: &PlacementKey,
+    ) -> Result<Option<Placement>, DataplaneError> {
+        let placements: HashMap<_, PlacementKey, Placement> =
+            HashMap::try_from(self.map(name)?).map_err(map_error(format!("opening {name}")))?;
+        match placements.get(key, 0) {
+            Ok(placement) => Ok(Some(placement)),
             Err(MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(map_error("reading DIALOGS")(source)),
+            Err(source) => Err(map_error(format!("reading {name}"))(source)),
         }
     }
 

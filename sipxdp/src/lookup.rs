@@ -6,7 +6,23 @@
 
 use sipxdp_common::{hash::xxh64_bytes, maps::table_entry};
 
-use crate::plan::{BackendId, Plan, Slots};
+use crate::{
+    config::{Protocol, VipConfig},
+    plan::{BackendId, Plan, Slots},
+};
+
+/// `Err` with the reason for a TCP VIP: it places each connection by its addresses and
+/// ports, so a Call-ID does not say where a message to it goes.
+pub fn placed_by_call_id(vip: &VipConfig) -> Result<(), String> {
+    match vip.protocol {
+        Protocol::Udp => Ok(()),
+        Protocol::Tcp => Err(format!(
+            "VIP {} is a TCP VIP: it places each connection by its addresses and ports, \
+             not calls by their Call-ID",
+            vip.name
+        )),
+    }
+}
 
 /// The backend of VIP `vip_name` that a message with Call-ID `call_id` is steered to under
 /// `plan`, or `None` when the VIP is unknown or has no backend in service. `call_id` is
@@ -89,6 +105,22 @@ mod tests {
             })
             .collect();
         assert_eq!(seen, expected);
+    }
+
+    #[test]
+    fn only_udp_vips_place_calls_by_call_id() {
+        let text = "[[interfaces]]\nname = \"eth0\"\n[[vips]]\nname = \"trunk\"\n\
+                    address = \"198.51.100.100\"\nprotocol = \"tcp\"\n\
+                    [[vips.backends]]\naddress = \"198.51.100.21\"\n";
+        let config = crate::config::parse(text, "test.toml", &crate::test_support::Machine)
+            .expect("a valid configuration");
+        let error = placed_by_call_id(&config.vips[0]).expect_err("a TCP VIP");
+        assert!(error.starts_with("VIP trunk is a TCP VIP"), "{error}");
+        let udp = VipConfig {
+            protocol: Protocol::Udp,
+            ..config.vips[0].clone()
+        };
+        assert_eq!(placed_by_call_id(&udp), Ok(()));
     }
 
     #[test]

@@ -292,10 +292,10 @@ fn hash(path: &std::path::Path, vip: &str, call_id: &str) -> anyhow::Result<()> 
         }),
     })?;
     let names: Vec<&str> = config.vips.iter().map(|vip| vip.name.as_str()).collect();
-    anyhow::ensure!(
-        names.contains(&vip),
-        "no VIP named {vip:?}; the VIPs are {names:?}"
-    );
+    let Some(vip_config) = config.vips.iter().find(|config| config.name == vip) else {
+        anyhow::bail!("no VIP named {vip:?}; the VIPs are {names:?}");
+    };
+    lookup::placed_by_call_id(vip_config).map_err(anyhow::Error::msg)?;
     match lookup::backend_for(
         &planned,
         &slots,

@@ -83,6 +83,8 @@ pub struct DaemonLab {
     receivers: Vec<[UdpReceiver; 2]>,
     /// ... or a Kamailio (`None` while stopped).
     kamailios: Vec<Option<Kamailio>>,
+    /// Whether the configuration has the TCP VIP `lab-tcp` too.
+    tcp_vip: bool,
     directory: PathBuf,
     daemon: Option<ChildGuard>,
     /// Extra lines of every `[[vips]]` table in the configuration.
@@ -124,13 +126,23 @@ impl DaemonLab {
                 UdpReceiver::bind_answering(backend.netns(), any_v6, answer)?,
             ]);
         }
-        Self::finish(lab, mode, receivers, Vec::new(), weights)
+        Self::finish(lab, mode, receivers, Vec::new(), false, weights)
     }
 
     /// The standard (DSR) lab with a Kamailio on each backend instead of the harness's
     /// sockets: real SIP proxies answering health checks and calls. See
     /// [`DaemonLab::send_to_kamailio`].
     pub fn start_with_kamailio(weights: &[u32]) -> anyhow::Result<Self> {
+        Self::with_kamailio(weights, false)
+    }
+
+    /// [`DaemonLab::start_with_kamailio`] with the TCP VIP `lab-tcp` too, on the IPv4
+    /// VIP's address and port ([`DaemonLab::vip`]), over the same backends.
+    pub fn start_with_kamailio_and_tcp(weights: &[u32]) -> anyhow::Result<Self> {
+        Self::with_kamailio(weights, true)
+    }
+
+    fn with_kamailio(weights: &[u32], tcp_vip: bool) -> anyhow::Result<Self> {
         let lab = Lab::standard(&lab_config(weights))?;
         let directory = lab_directory()?;
         let mut kamailios = Vec::new();
@@ -143,7 +155,7 @@ impl DaemonLab {
                 SIP_PORT,
             )?));
         }
-        Self::finish(lab, Mode::Dsr, Vec::new(), kamailios, weights)
+        Self::finish(lab, Mode::Dsr, Vec::new(), kamailios, tcp_vip, weights)
     }
 
     fn finish(
@@ -151,6 +163,7 @@ impl DaemonLab {
         mode: Mode,
         receivers: Vec<[UdpReceiver; 2]>,
         kamailios: Vec<Option<Kamailio>>,
+        tcp_vip: bool,
         weights: &[u32],
     ) -> anyhow::Result<Self> {
         let mut this = DaemonLab {
@@ -158,6 +171,7 @@ impl DaemonLab {
             mode,
             receivers,
             kamailios,
+            tcp_vip,
             directory: lab_directory()?,
             daemon: None,
             vip_options: String::new(),
@@ -200,8 +214,9 @@ impl DaemonLab {
             })
     }
 
-    /// What every running Kamailio received so far, with its backend number (from 1).
-    fn kamailio_requests(&self) -> Vec<(usize, kamailio::Request)> {
+    /// What every running Kamailio received so far, with its backend number (from 1),
+    /// health checks left out.
+    pub fn kamailio_requests(&self) -> Vec<(usize, kamailio::Request)> {
         self.kamailios
             .iter()
             .enumerate()
@@ -300,13 +315,19 @@ impl DaemonLab {
             Mode::Nat => ("nat", NAT_BACKEND_PORT),
         };
         let vip = self.lab.vip();
-        for (name, address, v6) in [
-            ("lab", IpAddr::V4(vip.v4), false),
-            ("lab6", IpAddr::V6(vip.v6), true),
-        ] {
+        let mut vips = vec![
+            ("lab", IpAddr::V4(vip.v4), false, "udp"),
+            ("lab6", IpAddr::V6(vip.v6), true, "udp"),
+        ];
+        if self.tcp_vip {
+            vips.push(("lab-tcp", IpAddr::V4(vip.v4), false, "tcp"));
+        }
+        for (name, address, v6, protocol) in vips {
             text.push_str(&format!(
                 "\n[[vips]]\nname = \"{name}\"\naddress = \"{address}\"\nport = {SIP_PORT}\n\
-                 mode = \"{mode}\"\n{}",
+                 protocol = \"{protocol}\"
+mode = \"{mode}\"
+{}",
                 self.vip_options
             ));
             for (backend, weight) in self.lab.backends().iter().zip(weights) {

@@ -3,13 +3,15 @@
 //! device, which is where `BPF_PROG_TEST_RUN` pretends frames arrive, so a steered frame
 //! comes back as `XDP_TX`.
 
+use std::net::{IpAddr, SocketAddr};
+
 use anyhow::{Context as _, Result};
 use sipxdp::dataplane::{Dataplane, LoadOptions};
 use sipxdp_common::{
     maglev::{MaglevBackend, build_table},
     maps::{
-        BACKEND_IN_SERVICE, Backend, PROTOCOL_UDP, Settings, VipConfig, VipKey, ipv4_mapped,
-        table_entry,
+        BACKEND_IN_SERVICE, Backend, PROTOCOL_TCP, PROTOCOL_UDP, Settings, VipConfig, VipKey,
+        ipv4_mapped, table_entry,
     },
     outcome::{Action, Reason},
 };
@@ -26,6 +28,9 @@ pub const MAGLEV_SIZE: u32 = 65_537;
 pub const VIP_SLOT: u32 = 0;
 /// The slot of the fixture's IPv6 VIP, which has the same backends and table.
 pub const VIP_V6_SLOT: u32 = 1;
+/// The slots [`add_tcp_vips`] gives the TCP VIPs on the IPv4 and IPv6 VIP addresses.
+pub const TCP_VIP_SLOT: u32 = 2;
+pub const TCP_VIP_V6_SLOT: u32 = 3;
 
 /// The key of the fixture's VIP on `port`.
 pub fn vip_key(port: u16) -> VipKey {
@@ -43,6 +48,38 @@ pub fn vip_v6_key(port: u16) -> VipKey {
         address: VIP_V6.octets(),
         ..vip_key(port)
     }
+}
+
+/// The key of the TCP VIP `address`:`port`.
+pub fn tcp_vip_key(address: IpAddr, port: u16) -> VipKey {
+    VipKey {
+        address: sipxdp::plan::address_bytes(address),
+        port,
+        protocol: PROTOCOL_TCP,
+        padding: 0,
+    }
+}
+
+/// Adds TCP VIPs on `port` of the fixture's IPv4 and IPv6 VIP addresses, in slots
+/// [`TCP_VIP_SLOT`] and [`TCP_VIP_V6_SLOT`], and publishes `table` for both.
+pub fn add_tcp_vips(dataplane: &mut Dataplane, port: u16, table: &[u16]) -> Result<()> {
+    for (address, slot) in [
+        (IpAddr::V4(VIP), TCP_VIP_SLOT),
+        (IpAddr::V6(VIP_V6), TCP_VIP_V6_SLOT),
+    ] {
+        let key = tcp_vip_key(address, port);
+        let config = VipConfig {
+            slot,
+            ..VipConfig::default()
+        };
+        dataplane
+            .set_vip(&key, &config)
+            .context("configuring a TCP VIP")?;
+        dataplane
+            .publish_table(&key, table)
+            .context("publishing the TCP VIP's table")?;
+    }
+    Ok(())
 }
 
 /// The MAC of the backend in `slot`.
@@ -99,6 +136,23 @@ pub fn owner(table: &[u16], call_id: &[u8], seed: u64) -> u32 {
     u32::from(table[table_entry(hash, table.len() as u32)])
 }
 
+/// The backend slot the entry of `table` for the TCP connection from `client` to `vip`
+/// holds: XXH64 (of the `xxhash-rust` crate, as [`owner`]) of the documented 36 bytes,
+/// source address, destination address (IPv4-mapped), source port, destination port.
+pub fn connection_owner(table: &[u16], client: SocketAddr, vip: SocketAddr, seed: u64) -> u32 {
+    let mapped = |address: IpAddr| match address {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+        IpAddr::V6(v6) => v6.octets(),
+    };
+    let mut bytes = Vec::with_capacity(36);
+    bytes.extend_from_slice(&mapped(client.ip()));
+    bytes.extend_from_slice(&mapped(vip.ip()));
+    bytes.extend_from_slice(&client.port().to_be_bytes());
+    bytes.extend_from_slice(&vip.port().to_be_bytes());
+    let hash = xxhash_rust::xxh64::xxh64(&bytes, seed);
+    u32::from(table[table_entry(hash, table.len() as u32)])
+}
+
 /// A program loaded with [`load_options`] and filled by [`configure`] with the fixture's
 /// backends, and the table it published.
 pub struct Loaded {
@@ -137,12 +191,13 @@ impl Loaded {
     }
 }
 
-/// How the tests load the program: as the daemon does, with a `DIALOGS` map of 65,536
-/// entries instead of a million, because the kernel allocates every entry at load time
-/// and tests load many programs at once.
+/// How the tests load the program: as the daemon does, with `DIALOGS` and `CONNECTIONS`
+/// maps of 65,536 entries instead of their defaults, because the kernel allocates every
+/// entry at load time and tests load many programs at once.
 pub fn load_options() -> LoadOptions {
     LoadOptions {
         dialog_entries: Some(65_536),
+        connection_entries: Some(65_536),
         ..LoadOptions::default()
     }
 }

@@ -1,6 +1,6 @@
 //! Kamailio as a lab backend: a real SIP proxy that answers OPTIONS, INVITE and BYE with
-//! `200 OK` (stateless) and logs one line per request it receives, which is how tests tell
-//! which backend got which call.
+//! `200 OK` (stateless), over UDP and TCP, and logs one line per request it receives, which
+//! is how tests tell which backend got which call (and which TCP connection).
 
 use std::{
     fs,
@@ -35,9 +35,9 @@ pub struct Kamailio {
 }
 
 impl Kamailio {
-    /// Starts Kamailio in `netns`, listening on UDP `port` of every address, with its
-    /// configuration, runtime directory and log under `directory/name*`, and waits until
-    /// it listens.
+    /// Starts Kamailio in `netns`, listening on UDP and TCP `port` of every address, with
+    /// its configuration, runtime directory and log under `directory/name*`, and waits
+    /// until it listens on both.
     pub fn start(netns: &Netns, directory: &Path, name: &str, port: u16) -> anyhow::Result<Self> {
         let config = directory.join(format!("{name}.cfg"));
         let runtime = directory.join(format!("{name}.run"));
@@ -57,11 +57,13 @@ impl Kamailio {
             .stdout(Stdio::null())
             .stderr(stderr);
         let mut child = netns.spawn(command)?;
+        let listens = |transport: &str| {
+            netns
+                .run(&["ss", transport, &format!("sport = :{port}")])
+                .is_ok_and(|output| !output.stdout.is_empty())
+        };
         let listening = wait_until(Instant::now() + Duration::from_secs(15), || {
-            matches!(child.try_wait(), Ok(Some(_)))
-                || netns
-                    .run(&["ss", "-Hlun", &format!("sport = :{port}")])
-                    .is_ok_and(|output| !output.stdout.is_empty())
+            matches!(child.try_wait(), Ok(Some(_))) || (listens("-Hlun") && listens("-Hltn"))
         });
         ensure!(
             listening && matches!(child.try_wait(), Ok(None)),
@@ -111,7 +113,9 @@ fn parse_line(line: &str) -> Option<Request> {
     })
 }
 
-/// A stateless responder: every request is logged, OPTIONS, INVITE and BYE get `200 OK`.
+/// A stateless responder: every request is logged with its Call-ID, method and source
+/// (over TCP, the client's end of the connection); OPTIONS, INVITE and BYE get `200 OK`,
+/// over TCP on the connection the request came in.
 fn configuration(port: u16) -> String {
     format!(
         "#!KAMAILIO\n\
@@ -120,6 +124,7 @@ fn configuration(port: u16) -> String {
          children=2\n\
          auto_aliases=no\n\
          listen=udp:0.0.0.0:{port}\n\
+         listen=tcp:0.0.0.0:{port}\n\
          mpath=\"{MODULES}\"\n\
          loadmodule \"sl.so\"\n\
          loadmodule \"pv.so\"\n\

@@ -17,6 +17,7 @@ pub struct Config {
     pub health_check: HealthCheckConfig,
     pub sticky: StickyConfig,
     pub fragments: FragmentConfig,
+    pub tcp: TcpConfig,
     pub slow_path: SlowPathConfig,
     pub vips: Vec<VipConfig>,
 }
@@ -111,6 +112,17 @@ pub struct FragmentConfig {
     /// Entries of the (source, destination, IP ID) → backend LRU map (`entries`,
     /// default 65,536).
     pub entries: u32,
+}
+
+/// `[tcp]`: TCP connections to TCP VIPs, each kept on one backend.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TcpConfig {
+    /// Entries of the (VIP, connection hash) → backend LRU map (`connections`, default
+    /// 262,144).
+    pub connections: u32,
+    /// A connection idle this long follows the Maglev table again (`idle_timeout`,
+    /// default "1h").
+    pub idle_timeout: Duration,
 }
 
 /// `[slow_path]`: what the daemon does with what the kernel path passes up.
@@ -259,6 +271,15 @@ impl Default for StickyConfig {
 impl Default for FragmentConfig {
     fn default() -> Self {
         Self { entries: 65_536 }
+    }
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self {
+            connections: 262_144,
+            idle_timeout: Duration::from_secs(3600),
+        }
     }
 }
 

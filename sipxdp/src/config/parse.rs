@@ -25,6 +25,7 @@ pub(super) struct RawConfig {
     pub health_check: RawHealthCheck,
     pub sticky: RawSticky,
     pub fragments: RawFragments,
+    pub tcp: RawTcp,
     pub slow_path: RawSlowPath,
     pub vips: Vec<Spanned<RawVip>>,
 }
@@ -80,6 +81,14 @@ pub(super) struct RawSticky {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFragments {
     pub entries: Option<Spanned<i64>>,
+}
+
+/// `[tcp]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTcp {
+    pub connections: Option<Spanned<i64>>,
+    pub idle_timeout: Option<Spanned<Scalar>>,
 }
 
 /// `[slow_path]`

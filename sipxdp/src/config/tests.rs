@@ -124,6 +124,10 @@ idle_timeout = "500ms"
 [fragments]
 entries = 7
 
+[tcp]
+connections = 99
+idle_timeout = "2m"
+
 [slow_path]
 enabled = false
 queue = 12
@@ -190,6 +194,10 @@ fn every_key_is_read() {
             idle_timeout: Duration::from_millis(500),
         },
         fragments: FragmentConfig { entries: 7 },
+        tcp: TcpConfig {
+            connections: 99,
+            idle_timeout: Duration::from_secs(120),
+        },
         slow_path: SlowPathConfig {
             enabled: false,
             queue: 12,
@@ -275,6 +283,13 @@ fn defaults() {
     );
     assert_eq!(config.fragments, FragmentConfig { entries: 65_536 });
     assert_eq!(
+        config.tcp,
+        TcpConfig {
+            connections: 262_144,
+            idle_timeout: Duration::from_secs(3600)
+        }
+    );
+    assert_eq!(
         config.slow_path,
         SlowPathConfig {
             enabled: true,
@@ -355,6 +370,7 @@ fn the_example_parses() {
             &config.health_check,
             &config.sticky,
             &config.fragments,
+            &config.tcp,
             &config.slow_path
         ),
         (
@@ -363,6 +379,7 @@ fn the_example_parses() {
             &defaults.health_check,
             &defaults.sticky,
             &defaults.fragments,
+            &defaults.tcp,
             &defaults.slow_path
         )
     );
@@ -381,6 +398,7 @@ fn the_example_shows_every_key() {
         "[health_check]\n",
         "[sticky]\n",
         "[fragments]\n",
+        "[tcp]\n",
         "[slow_path]\n",
         "[[vips]]\naddress = \"198.51.100.100\"\n",
         "[[vips]]\naddress = \"198.51.100.100\"\n[[vips.backends]]\naddress = \"198.51.100.21\"\n",
@@ -710,11 +728,16 @@ fn bad_health_check_values() {
 #[test]
 fn zero_entries() {
     refused(
-        &format!("{BASE}[sticky]\nentries = 0\n[fragments]\nentries = 0\n[slow_path]\nqueue = 0\n"),
+        &format!(
+            "{BASE}[sticky]\nentries = 0\n[fragments]\nentries = 0\n[slow_path]\nqueue = 0\n\
+             [tcp]\nconnections = 0\nidle_timeout = \"0s\"\n"
+        ),
         &[
             (4, 11, "[sticky] entries must be at least 1"),
             (6, 11, "[fragments] entries must be at least 1"),
             (8, 9, "queue must be at least 1"),
+            (10, 15, "[tcp] connections must be at least 1"),
+            (11, 16, "[tcp] idle_timeout must be longer than 0"),
         ],
     );
 }
@@ -807,7 +830,7 @@ fn display_is_origin_line_column_message() {
     assert_eq!(
         errors.to_string(),
         "/etc/sipxdp.toml:1:1: unknown field `colour`, expected one of `daemon`, `metrics`, \
-         `interfaces`, `health_check`, `sticky`, `fragments`, `slow_path`, `vips`"
+         `interfaces`, `health_check`, `sticky`, `fragments`, `tcp`, `slow_path`, `vips`"
     );
 }
 

@@ -10,11 +10,11 @@ use super::{
     fields::{self, duplicate},
     model::{
         Config, DaemonConfig, FragmentConfig, HealthCheckConfig, InterfaceConfig, LogLevel,
-        MetricsConfig, SlowPathConfig, StickyConfig, XdpMode,
+        MetricsConfig, SlowPathConfig, StickyConfig, TcpConfig, XdpMode,
     },
     parse::{
         RawConfig, RawDaemon, RawFragments, RawHealthCheck, RawInterface, RawMetrics, RawSlowPath,
-        RawSticky, Scalar,
+        RawSticky, RawTcp, Scalar,
     },
     problems::Problems,
     values, vips,
@@ -52,6 +52,7 @@ pub(super) fn config(raw: &RawConfig, env: &dyn Environment, problems: &mut Prob
         health_check: health_check(&raw.health_check, problems),
         sticky: sticky(&raw.sticky, problems),
         fragments: fragments(&raw.fragments, problems),
+        tcp: tcp(&raw.tcp, problems),
         slow_path: slow_path(&raw.slow_path, problems),
         vips: vips::vips(&raw.vips, problems),
     }
@@ -288,6 +289,25 @@ fn fragments(raw: &RawFragments, problems: &mut Problems) -> FragmentConfig {
             "[fragments] entries",
             COUNT,
             default.entries,
+        ),
+    }
+}
+
+fn tcp(raw: &RawTcp, problems: &mut Problems) -> TcpConfig {
+    let default = TcpConfig::default();
+    TcpConfig {
+        connections: fields::integer(
+            problems,
+            raw.connections.as_ref(),
+            "[tcp] connections",
+            COUNT,
+            default.connections,
+        ),
+        idle_timeout: fields::duration(
+            problems,
+            raw.idle_timeout.as_ref(),
+            "[tcp] idle_timeout",
+            default.idle_timeout,
         ),
     }
 }

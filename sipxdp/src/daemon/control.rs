@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr};
 
-use sipxdp_common::{hash::xxh64_bytes, maps::DialogKey};
+use sipxdp_common::{hash::xxh64_bytes, maps::PlacementKey};
 
 use super::{Daemon, checks::HealthChecks};
 use crate::{
@@ -145,14 +145,15 @@ impl Daemon {
                 .collect();
             return Err(format!("no VIP named {vip:?}; the VIPs are {names:?}"));
         };
+        lookup::placed_by_call_id(config)?;
         let seed = self.config.daemon.hash_seed;
         let hash = xxh64_bytes(call_id.trim_ascii().as_bytes(), seed);
         let vip_slot = self
             .slots
             .vip(&crate::plan::vip_key(config))
             .ok_or_else(|| format!("VIP {vip} has no slot"))?;
-        let key = DialogKey {
-            call_id_hash: hash,
+        let key = PlacementKey {
+            hash,
             vip_slot,
             padding: 0,
         };

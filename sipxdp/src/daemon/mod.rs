@@ -22,7 +22,7 @@ use std::{
 
 use anyhow::{Context as _, anyhow, bail};
 use sipxdp_common::maps::{
-    Dialog, DialogKey, FragmentKey, FragmentTarget, Settings as KernelSettings, names,
+    FragmentKey, FragmentTarget, Placement, PlacementKey, Settings as KernelSettings, names,
 };
 use tokio::{
     io::unix::AsyncFd,
@@ -259,9 +259,11 @@ impl Daemon {
         }
         if config.sticky.entries != self.config.sticky.entries
             || config.fragments.entries != self.config.fragments.entries
+            || config.tcp.connections != self.config.tcp.connections
         {
             log::warn!(
-                "[sticky] or [fragments] entries changed; map sizes change when sipxdp restarts"
+                "[sticky] entries, [fragments] entries or [tcp] connections changed; map \
+                 sizes change when sipxdp restarts"
             );
         }
         if kernel_settings(&config) != kernel_settings(&self.config) {
@@ -296,6 +298,7 @@ fn kernel_settings(config: &Config) -> KernelSettings {
                 .any(|vip| vip.mode == ForwardingMode::Nat),
         ),
         padding: 0,
+        connection_idle_ns: u64::try_from(config.tcp.idle_timeout.as_nanos()).unwrap_or(u64::MAX),
     }
 }
 
@@ -375,6 +378,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         verifier_statistics: true,
         dialog_entries: Some(config.sticky.entries),
         fragment_entries: Some(config.fragments.entries),
+        connection_entries: Some(config.tcp.connections),
         pins: Some(pins.clone()),
     })?;
     // Pinned maps may hold a previous daemon's backends and dialogs: slots handed out from
@@ -399,7 +403,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         None
     };
     let occupancy = Occupancy::start(vec![
-        Counted::lru::<DialogKey, Dialog>(
+        Counted::lru::<PlacementKey, Placement>(
             names::DIALOGS,
             dataplane.lru_map_copy(names::DIALOGS)?,
             config.sticky.entries,

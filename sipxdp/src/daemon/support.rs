@@ -1,9 +1,9 @@
 //! What this version of the data path can carry out of what the configuration can say.
 //!
-//! The configuration language already describes SIP over TCP, so that
-//! files written today keep working as the data path grows. Until the kernel program
-//! handles them, `check-config` and `run` refuse such a file with one clear line per VIP
-//! rather than attaching a program that would silently pass that traffic to the stack.
+//! The configuration language describes TCP VIPs in NAT mode too, so that files written
+//! today keep working as the data path grows. The kernel program balances TCP by direct
+//! server return only, so `check-config` and `run` refuse such a VIP with one clear line
+//! rather than attaching a program that would forward its segments without the rewrite.
 
 use crate::config::{Config, ForwardingMode, Protocol};
 
@@ -12,9 +12,10 @@ use crate::config::{Config, ForwardingMode, Protocol};
 pub fn unsupported(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
     for vip in &config.vips {
-        if vip.protocol == Protocol::Tcp {
+        if vip.protocol == Protocol::Tcp && vip.mode == ForwardingMode::Nat {
             problems.push(format!(
-                "VIP {}: protocol \"tcp\" is not supported by this version's data path yet",
+                "VIP {}: protocol \"tcp\" is balanced by direct server return only; \
+                 mode \"nat\" is not supported for it (use mode = \"dsr\")",
                 vip.name
             ));
         }
@@ -86,11 +87,20 @@ mod tests {
     }
 
     #[test]
-    fn tcp_is_named() {
-        let config = config("address = \"2001:db8:1::100\"\nport = 5080\nprotocol = \"tcp\"");
-        let problems = unsupported(&config);
-        assert_eq!(problems.len(), 1, "{problems:?}");
-        assert!(problems[0].contains("tcp"));
+    fn tcp_is_supported_by_direct_server_return_only() {
+        let dsr = config("address = \"2001:db8:1::100\"\nport = 5080\nprotocol = \"tcp\"");
+        assert_eq!(unsupported(&dsr), Vec::<String>::new());
+        let nat = config(
+            "name = \"trunk\"\naddress = \"198.51.100.100\"\nport = 5080\nprotocol = \"tcp\"\n\
+             mode = \"nat\"",
+        );
+        assert_eq!(
+            unsupported(&nat),
+            [
+                "VIP trunk: protocol \"tcp\" is balanced by direct server return only; mode \
+              \"nat\" is not supported for it (use mode = \"dsr\")"
+            ]
+        );
     }
 
     #[test]

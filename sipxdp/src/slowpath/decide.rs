@@ -11,7 +11,7 @@ use std::{
 use sipxdp_common::{
     callid::{MessageLimits, Unplaceable, locate},
     hash::xxh64_bytes,
-    maps::{BACKEND_IN_SERVICE, Backend, Dialog, DialogKey, MAGLEV_EMPTY, table_entry},
+    maps::{BACKEND_IN_SERVICE, Backend, MAGLEV_EMPTY, Placement, PlacementKey, table_entry},
     outcome::Reason,
     payload::SlicePayload,
 };
@@ -85,9 +85,9 @@ impl View {
 
 /// The dialogs the kernel remembers (`DIALOGS`), or a stand-in in tests.
 pub trait DialogStore {
-    fn get(&mut self, key: &DialogKey) -> Option<Dialog>;
+    fn get(&mut self, key: &PlacementKey) -> Option<Placement>;
     /// Remembers `dialog`; a failure only means the next message is placed by the table.
-    fn put(&mut self, key: &DialogKey, dialog: &Dialog);
+    fn put(&mut self, key: &PlacementKey, dialog: &Placement);
 }
 
 /// What to do with one message.
@@ -181,7 +181,7 @@ fn in_service(backend: &Backend) -> bool {
 /// and its backend is in service and still the one it was placed on. The kernel's rule
 /// (`steer.rs`, `sticky`).
 pub fn dialog_backend(
-    dialog: &Dialog,
+    dialog: &Placement,
     backends: &BTreeMap<u32, Backend>,
     now_ns: u64,
     idle_ns: u64,
@@ -205,8 +205,8 @@ fn place(
     if view.dialog_idle_ns == 0 {
         return table_backend(view, vip, hash).map(|slot| (slot, Reason::CallId));
     }
-    let key = DialogKey {
-        call_id_hash: hash,
+    let key = PlacementKey {
+        hash,
         vip_slot: vip.slot,
         padding: 0,
     };
@@ -223,7 +223,7 @@ fn place(
         .map_or(0, |backend| backend.incarnation);
     dialogs.put(
         &key,
-        &Dialog {
+        &Placement {
             last_seen_ns: now_ns,
             backend_slot: slot,
             backend_incarnation: u32::from(incarnation),

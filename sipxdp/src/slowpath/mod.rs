@@ -25,7 +25,7 @@ use std::{
 
 use aya::maps::{HashMap, MapData, MapError};
 use sipxdp_common::{
-    maps::{Dialog, DialogKey},
+    maps::{Placement, PlacementKey},
     outcome::Reason,
 };
 
@@ -37,14 +37,14 @@ use self::{
 use crate::config::ForwardingMode;
 
 /// The kernel's `DIALOGS` map, shared with the XDP program.
-pub struct KernelDialogs(pub HashMap<MapData, DialogKey, Dialog>);
+pub struct KernelDialogs(pub HashMap<MapData, PlacementKey, Placement>);
 
 impl DialogStore for KernelDialogs {
-    fn get(&mut self, key: &DialogKey) -> Option<Dialog> {
+    fn get(&mut self, key: &PlacementKey) -> Option<Placement> {
         self.0.get(key, 0).ok()
     }
 
-    fn put(&mut self, key: &DialogKey, dialog: &Dialog) {
+    fn put(&mut self, key: &PlacementKey, dialog: &Placement) {
         if let Err(error) = self.0.insert(key, dialog, 0) {
             log::debug!("slow path: remembering a dialog: {error}");
         }

@@ -13,6 +13,7 @@
 //! The kernel reports the mean time of a round in whole nanoseconds, measured around its
 //! own loop with the timer stopped while the task is rescheduled.
 
+use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -27,8 +28,8 @@ use sipxdp_common::{
 };
 use sipxdp_tests::{
     daemon_lab::DaemonLab,
-    fixture::{self, VIP_SLOT, VIP_V6_SLOT, backend_mac},
-    frames::{BALANCER_MAC, CLIENT, CLIENT_V6, FrameSpec, VIP, VIP_V6, udp_frame},
+    fixture::{self, TCP_VIP_SLOT, VIP_SLOT, VIP_V6_SLOT, backend_mac, connection_owner},
+    frames::{BALANCER_MAC, CLIENT, CLIENT_V6, FrameSpec, TcpSegment, VIP, VIP_V6, udp_frame},
     reference_xdp::ReferenceXdp,
     routed,
     sipgen::{Call, Rng, with_extra_header_lines},
@@ -65,6 +66,8 @@ const FULL_DIALOGS_INVITE: &str = "typical INVITE, dialog map full (2^20 calls)"
 const IPV6_INVITE: &str = "typical INVITE over IPv6";
 const NAT_INVITE: &str = "typical INVITE, NAT to its backend";
 const NAT_RETURN: &str = "200 OK from a NAT backend, source to the VIP";
+const TCP_ESTABLISHED: &str = "TCP segment of a known connection (the typical INVITE)";
+const TCP_SYN: &str = "TCP SYN of a new connection";
 /// One-run calls per round of a [`Group::SingleRuns`] case.
 const SINGLE_RUNS: usize = 20_000;
 /// Repeats of the untimed warm-up run of each frame.
@@ -108,6 +111,9 @@ enum Verdict {
     Reference,
     /// NAT mode: `XDP_REDIRECT` towards the next hop, counted under one of `reasons`.
     Routed { reasons: Vec<Reason> },
+    /// `XDP_TX` to the backend that owns the TCP connection from `client` to the TCP VIP
+    /// `vip` in the published table.
+    Connection { client: SocketAddr, vip: SocketAddr },
 }
 
 /// Which table of the report a case belongs to.
@@ -133,6 +139,8 @@ struct Setup {
     nat: bool,
     /// The `DIALOGS` map filled with other calls' dialogs before timing.
     full_dialogs: bool,
+    /// TCP VIPs on the UDP VIPs' addresses and port, over the same table.
+    tcp: bool,
 }
 
 impl Setup {
@@ -144,6 +152,7 @@ impl Setup {
             dialog_idle_ns: 3_600_000_000_000,
             nat: false,
             full_dialogs: false,
+            tcp: false,
         }
     }
 
@@ -158,7 +167,11 @@ impl Setup {
         } else {
             ""
         };
-        format!("{} backends, {mode}, {stickiness}{full}", self.backends)
+        let tcp = if self.tcp { ", TCP VIPs" } else { "" };
+        format!(
+            "{} backends, {mode}, {stickiness}{full}{tcp}",
+            self.backends
+        )
     }
 }
 
@@ -175,6 +188,9 @@ struct Case {
     verdict: Verdict,
     /// Whether this is the typical INVITE the 5x target is stated for.
     typical_invite: bool,
+    /// For a SYN: each timed run opens a connection of its own, from the next client
+    /// port, so that every run places a connection the program has not seen.
+    new_connection_per_run: Option<TcpSegment>,
 }
 
 /// The timings of one case.
@@ -199,6 +215,8 @@ impl Timing {
 struct Programs {
     reference: ReferenceXdp,
     sipxdp: Vec<(Setup, Dataplane, Vec<u16>)>,
+    /// Connections opened so far by cases with `new_connection_per_run`.
+    opened: Cell<u32>,
 }
 
 impl Programs {
@@ -230,9 +248,16 @@ impl Programs {
             if setup.full_dialogs {
                 fill_dialogs(&dataplane)?;
             }
+            if setup.tcp {
+                fixture::add_tcp_vips(&mut dataplane, VIP_PORT, &table)?;
+            }
             sipxdp.push((setup, dataplane, table));
         }
-        Ok(Self { reference, sipxdp })
+        Ok(Self {
+            reference,
+            sipxdp,
+            opened: Cell::new(0),
+        })
     }
 
     /// The sipxdp program of `setup` and its table.
@@ -246,10 +271,39 @@ impl Programs {
 
     /// Runs `case` `repeat` times on its program; the kernel's mean ns per run.
     fn time_run(&self, case: &Case, repeat: u32) -> Result<u64> {
+        self.time_frame(case, &case.frame, repeat)
+    }
+
+    /// Runs `frame` `repeat` times on the program of `case`; the kernel's mean ns per run.
+    fn time_frame(&self, case: &Case, frame: &[u8], repeat: u32) -> Result<u64> {
         Ok(match case.verdict {
-            Verdict::Reference => self.reference.time_run(&case.frame, repeat)?,
-            _ => self.sipxdp(case.setup)?.0.time_run(&case.frame, repeat)?,
+            Verdict::Reference => self.reference.time_run(frame, repeat)?,
+            _ => self.sipxdp(case.setup)?.0.time_run(frame, repeat)?,
         })
+    }
+
+    /// The frame of the next connection `syn` opens: from the client's next port, and
+    /// from the next address of its /24 after every 50,000 ports, so that no two runs
+    /// share a connection.
+    fn next_connection(&self, syn: &TcpSegment) -> Vec<u8> {
+        let opened = self.opened.get();
+        self.opened.set(opened + 1);
+        let mut client = syn.source;
+        if let IpAddr::V4(address) = client.ip() {
+            let [a, b, c, d] = address.octets();
+            client.set_ip(IpAddr::from([
+                a,
+                b,
+                c,
+                d.wrapping_add((opened / 50_000) as u8),
+            ]));
+        }
+        client.set_port(10_000 + (opened % 50_000) as u16);
+        TcpSegment {
+            source: client,
+            ..syn.clone()
+        }
+        .frame()
     }
 }
 
@@ -474,6 +528,7 @@ fn cases() -> Result<Vec<Case>> {
         frame: udp_frame(spec, payload),
         verdict,
         typical_invite: false,
+        new_connection_per_run: None,
     };
     let forwarded = || Verdict::Forwarded {
         call_id: call_id.to_owned(),
@@ -485,6 +540,18 @@ fn cases() -> Result<Vec<Case>> {
         nat: true,
         ..Setup::with_backends(FIXTURE_BACKENDS)
     };
+    let tcp = Setup {
+        tcp: true,
+        ..Setup::with_backends(FIXTURE_BACKENDS)
+    };
+    // The TCP VIP shares the UDP VIP's address and port. The known connection comes from
+    // the client's port 5062; the new ones from ports 10,000 and up.
+    let tcp_vip = SocketAddr::new(IpAddr::V4(VIP), VIP_PORT);
+    let to_tcp_vip = Verdict::Connection {
+        client,
+        vip: tcp_vip,
+    };
+    let syn = TcpSegment::syn(client, tcp_vip);
     let mut cases = vec![
         case(
             messages,
@@ -574,6 +641,18 @@ fn cases() -> Result<Vec<Case>> {
                 slot: VIP_V6_SLOT,
             },
         ),
+        Case {
+            setup: tcp,
+            header_len: None,
+            frame: TcpSegment::data(client, tcp_vip, &invite).frame(),
+            ..case(
+                messages,
+                TCP_ESTABLISHED,
+                &to_vip,
+                &invite,
+                to_tcp_vip.clone(),
+            )
+        },
         case(
             Group::SingleRuns,
             "reference: `return XDP_PASS` on the INVITE",
@@ -614,6 +693,13 @@ fn cases() -> Result<Vec<Case>> {
                     reasons: vec![Reason::NatReturn],
                 },
             )
+        },
+        Case {
+            setup: tcp,
+            header_len: None,
+            frame: syn.frame(),
+            new_connection_per_run: Some(syn),
+            ..case(Group::SingleRuns, TCP_SYN, &to_vip, b"", to_tcp_vip)
         },
     ];
     for backends in SCALING_BACKENDS {
@@ -736,6 +822,7 @@ fn verdict_name(verdict: &Verdict) -> String {
         Verdict::Passed { reason, .. } => format!("XDP_PASS ({})", reason.name()),
         Verdict::Reference => "XDP_PASS".to_owned(),
         Verdict::Routed { .. } => "XDP_REDIRECT".to_owned(),
+        Verdict::Connection { .. } => "XDP_TX".to_owned(),
     }
 }
 
@@ -765,6 +852,12 @@ fn check_verdict(programs: &Programs, case: &Case) -> Result<()> {
         ),
         Verdict::Passed { slot, reason } => (*slot, Action::Passed, vec![*reason]),
         Verdict::Routed { reasons } => (VIP_SLOT, Action::Forwarded, reasons.clone()),
+        // Placed by the table, or by the connection an earlier frame opened.
+        Verdict::Connection { .. } => (
+            TCP_VIP_SLOT,
+            Action::Forwarded,
+            vec![Reason::TcpConnection, Reason::TcpEstablished],
+        ),
         // The reference program checks its own action on every run.
         Verdict::Reference => return programs.time_run(case, 1).map(drop),
     };
@@ -792,13 +885,24 @@ fn check_verdict(programs: &Programs, case: &Case) -> Result<()> {
                 action_name(output.action)
             );
             let backend = fixture::owner(table, call_id.as_bytes(), HASH_SEED);
-            let mut expected = case.frame.clone();
-            expected[..6].copy_from_slice(&backend_mac(backend));
-            expected[6..12].copy_from_slice(&BALANCER_MAC);
             ensure!(
-                output.frame == expected,
+                output.frame == with_backend_macs(&case.frame, backend),
                 "the forwarded frame is not the input with the MACs of backend {backend} \
                  (the owner of Call-ID {call_id:?})"
+            );
+        }
+        Verdict::Connection { client, vip } => {
+            ensure!(
+                output.action == XDP_TX,
+                "expected XDP_TX (forwarded to a backend), got {}; the TCP VIP or backends \
+                 are not what this benchmark assumes",
+                action_name(output.action)
+            );
+            let backend = connection_owner(table, *client, *vip, HASH_SEED);
+            ensure!(
+                output.frame == with_backend_macs(&case.frame, backend),
+                "the forwarded frame is not the input with the MACs of backend {backend} \
+                 (the owner of the connection from {client})"
             );
         }
         Verdict::Routed { .. } => {
@@ -833,12 +937,24 @@ fn check_verdict(programs: &Programs, case: &Case) -> Result<()> {
     Ok(())
 }
 
+/// `frame` as the program forwards it to `backend`: with the backend's and the balancer's
+/// MACs.
+fn with_backend_macs(frame: &[u8], backend: u32) -> Vec<u8> {
+    let mut expected = frame.to_vec();
+    expected[..6].copy_from_slice(&backend_mac(backend));
+    expected[6..12].copy_from_slice(&BALANCER_MAC);
+    expected
+}
+
 /// The median of [`SINGLE_RUNS`] one-run timings of `case`, each on a fresh copy of its
-/// frame. A single run's time includes the kernel's clock reads around it, which the
-/// reference row pays too.
+/// frame (or of a new connection's SYN). A single run's time includes the kernel's clock
+/// reads around it, which the reference row pays too.
 fn median_single_run(programs: &Programs, case: &Case) -> Result<u64> {
     let mut times = (0..SINGLE_RUNS)
-        .map(|_| programs.time_run(case, 1))
+        .map(|_| match &case.new_connection_per_run {
+            Some(syn) => programs.time_frame(case, &programs.next_connection(syn), 1),
+            None => programs.time_run(case, 1),
+        })
         .collect::<Result<Vec<u64>>>()?;
     times.sort_unstable();
     Ok(times[times.len() / 2])

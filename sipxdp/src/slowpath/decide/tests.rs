@@ -10,14 +10,14 @@ const VIP: &str = "198.51.100.100:5060";
 
 /// Dialogs in memory, as the kernel's map would hold them.
 #[derive(Default)]
-struct Memory(HashMap<DialogKey, Dialog>);
+struct Memory(HashMap<PlacementKey, Placement>);
 
 impl DialogStore for Memory {
-    fn get(&mut self, key: &DialogKey) -> Option<Dialog> {
+    fn get(&mut self, key: &PlacementKey) -> Option<Placement> {
         self.0.get(key).copied()
     }
 
-    fn put(&mut self, key: &DialogKey, dialog: &Dialog) {
+    fn put(&mut self, key: &PlacementKey, dialog: &Placement) {
         self.0.insert(*key, *dialog);
     }
 }

@@ -1,0 +1,114 @@
+//! SIP over TCP end to end: the real `sipxdp` binary balances a TCP VIP in XDP by direct
+//! server return to Kamailio backends that hold the VIP on their loopback. sipp places its
+//! calls over TCP with one connection per call; every call completes, and every
+//! connection stays on one backend, as Kamailio's own log of each request's source shows.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fs,
+    net::SocketAddr,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use sipxdp_tests::{
+    daemon_lab::{DaemonLab, counted},
+    require_command, require_privileges,
+};
+
+const CALLS: usize = 200;
+
+#[test]
+fn sipp_calls_over_tcp_each_stay_on_one_backend() {
+    let name = "sipp_calls_over_tcp_each_stay_on_one_backend";
+    if !require_privileges(name) || !require_command(name, "sipp") {
+        return;
+    }
+    let mut lab = DaemonLab::start_with_kamailio_and_tcp(&[1, 1, 1]).expect("the lab");
+    let client = lab.lab().client().iface().ipv4();
+    let directory = std::env::temp_dir().join(format!("sipxdp-sipp-tcp-{}", std::process::id()));
+    fs::create_dir_all(&directory).expect("a directory");
+    let output = fs::File::create(directory.join("sipp.out")).expect("a file");
+    let errors = fs::File::create(directory.join("sipp.err")).expect("a file");
+    // 200 calls at 50 per second, each on a TCP connection of its own (`-t tn`), a lost
+    // message fails its call. Bounded: sipp gives up after 60 s.
+    let mut command = Command::new("sipp");
+    command
+        .args(["-sn", "uac", "-t", "tn", "-max_socket", "1000"])
+        .args(["-i", &client.to_string()])
+        .args([
+            "-m",
+            &CALLS.to_string(),
+            "-r",
+            "50",
+            "-l",
+            "50",
+            "-d",
+            "100",
+        ])
+        .args([
+            "-recv_timeout",
+            "5000",
+            "-timeout",
+            "60",
+            "-timeout_error",
+            "-nostdin",
+        ])
+        .arg(lab.vip().to_string())
+        .stdin(Stdio::null())
+        .stdout(output)
+        .stderr(errors);
+    let mut sipp = lab.lab().client().netns().spawn(command).expect("sipp");
+    let status = sipp
+        .wait_until_exit(Instant::now() + Duration::from_secs(90))
+        .expect("waiting for sipp")
+        .expect("sipp ended");
+    let report = ["sipp.out", "sipp.err"]
+        .map(|file| fs::read_to_string(directory.join(file)).unwrap_or_default())
+        .join("\n");
+    fs::remove_dir_all(&directory).expect("cleaning up");
+    assert!(
+        status.success(),
+        "sipp saw failed calls:\n{report}\nsipxdp logged:\n{}",
+        lab.daemon_log()
+    );
+
+    // Where each connection's requests went, by the client's end of it.
+    let mut connections: BTreeMap<SocketAddr, Vec<(usize, String)>> = BTreeMap::new();
+    for (backend, request) in lab.kamailio_requests() {
+        assert_eq!(request.source.ip(), client, "Kamailio sees the client");
+        connections
+            .entry(request.source)
+            .or_default()
+            .push((backend, request.method));
+    }
+    assert_eq!(connections.len(), CALLS, "one connection per call");
+    for (source, requests) in &connections {
+        let methods: Vec<&str> = requests.iter().map(|(_, method)| method.as_str()).collect();
+        assert_eq!(methods, ["INVITE", "ACK", "BYE"], "the call of {source}");
+        let backends: BTreeSet<usize> = requests.iter().map(|(backend, _)| *backend).collect();
+        assert_eq!(
+            backends.len(),
+            1,
+            "connection {source} reached {backends:?}"
+        );
+    }
+    let used: BTreeSet<usize> = connections
+        .values()
+        .flat_map(|requests| requests.iter().map(|(backend, _)| *backend))
+        .collect();
+    assert!(used.len() > 1, "connections reached only backends {used:?}");
+
+    // The kernel placed each connection once and followed it from then on.
+    let (_, counters) = lab.stop_daemon().expect("stopping sipxdp");
+    let placed = counted(&counters, "lab-tcp", "forwarded", "tcp_connection").unwrap_or(0);
+    let followed = counted(&counters, "lab-tcp", "forwarded", "tcp_established").unwrap_or(0);
+    assert!(
+        placed >= CALLS as u64,
+        "{placed} segments placed by the table:\n{counters}"
+    );
+    assert!(
+        followed > placed,
+        "{followed} segments followed their connection:\n{counters}"
+    );
+}
