@@ -89,6 +89,8 @@ pub struct DaemonLab {
     daemon: Option<ChildGuard>,
     /// Extra lines of every `[[vips]]` table in the configuration.
     vip_options: String,
+    /// A command the daemon runs under (`setpriv …`), empty for none.
+    wrapper: Vec<String>,
 }
 
 impl DaemonLab {
@@ -175,6 +177,7 @@ impl DaemonLab {
             directory: lab_directory()?,
             daemon: None,
             vip_options: String::new(),
+            wrapper: Vec::new(),
         };
         this.write_config(weights)?;
         this.start_daemon()?;
@@ -352,7 +355,14 @@ mode = \"{mode}\"
         let binary = sipxdp_binary()?;
         let stdout = fs::File::create(self.log_path("sipxdp.out"))?;
         let stderr = fs::File::create(self.log_path("sipxdp.log"))?;
-        let mut command = Command::new(&binary);
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&binary);
+                command
+            }
+            None => Command::new(&binary),
+        };
         command
             .arg("run")
             .arg("--config")
@@ -417,6 +427,12 @@ mode = \"{mode}\"
     pub fn restart_daemon(&mut self) -> anyhow::Result<()> {
         ensure!(self.daemon.is_none(), "the daemon is still running");
         self.start_daemon()
+    }
+
+    /// Makes later (re)starts run the daemon as `wrapper... sipxdp run …`, e.g. under
+    /// `setpriv` with fewer capabilities.
+    pub fn set_daemon_wrapper(&mut self, wrapper: &[&str]) {
+        self.wrapper = wrapper.iter().map(|&word| word.to_owned()).collect();
     }
 
     /// The daemon's metrics text, fetched inside the balancer's namespace.

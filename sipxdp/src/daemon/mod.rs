@@ -408,6 +408,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             dataplane.lru_map_copy(names::DIALOGS)?,
             config.sticky.entries,
         )?,
+        Counted::lru::<PlacementKey, Placement>(
+            names::CONNECTIONS,
+            dataplane.lru_map_copy(names::CONNECTIONS)?,
+            config.tcp.connections,
+        )?,
         Counted::lru::<FragmentKey, FragmentTarget>(
             names::FRAGMENTS,
             dataplane.lru_map_copy(names::FRAGMENTS)?,

@@ -233,7 +233,7 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
     let entries = gauge(
         &registry,
         "sipxdp_map_entries",
-        "Entries of the kernel's LRU map (DIALOGS: calls remembered; FRAGMENTS: datagrams whose later fragments are expected), counted every 15 s.",
+        "Entries of the kernel's LRU map (DIALOGS: calls remembered; CONNECTIONS: TCP connections remembered; FRAGMENTS: datagrams whose later fragments are expected), counted every 15 s.",
         &["map"],
     )?;
     let max_entries = gauge(
