@@ -11,8 +11,6 @@ pub enum Error {
     Failed(String),
     /// The command line was not understood (exit code 2, usage is printed).
     Usage(String),
-    /// The subcommand exists but has no implementation yet (exit code 2).
-    NotImplemented(&'static str),
 }
 
 /// `Result` with xtask's error type as the default.
@@ -36,7 +34,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Failed(_) => 1,
-            Error::Usage(_) | Error::NotImplemented(_) => 2,
+            Error::Usage(_) => 2,
         }
     }
 }
@@ -45,7 +43,6 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Failed(message) | Error::Usage(message) => f.write_str(message),
-            Error::NotImplemented(what) => write!(f, "{what} is not implemented yet"),
         }
     }
 }

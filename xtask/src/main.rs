@@ -9,6 +9,7 @@ mod run;
 mod setup;
 mod tasks;
 mod toolchains;
+mod vm;
 mod workspace;
 
 use std::env;
@@ -30,7 +31,8 @@ Commands:
   lab <args...>    setup, build, then run `sipxdp-lab <args...>` (e.g. `lab up`)
   bench [args...]  setup, then run `sipxdp-bench <args...>`
   fuzz [SECONDS]   setup, then run every fuzz target for SECONDS each (default 60)
-  vm-test          (not implemented yet)
+  vm-test          setup, then boot Debian 12's kernel (6.1) under qemu and check that
+                   the program loads, passes a test frame, attaches and forwards there
   help             print this help (also -h, --help)
 
 The toolchain pins are read from [workspace.metadata.sipxdp] in the root Cargo.toml.";
@@ -77,7 +79,7 @@ fn run() -> Result<()> {
             println!("{USAGE}");
             Ok(())
         }
-        Task::VmTest => Err(Error::NotImplemented("vm-test")),
+        Task::VmTest => vm::vm_test(&Workspace::locate()?),
         Task::Setup => setup::setup(&Workspace::locate()?),
         Task::Build => tasks::build(&Workspace::locate()?),
         Task::Test(args) => tasks::test(&Workspace::locate()?, &args),

@@ -16,7 +16,7 @@ const EBPF_CRATE: &str = "sipxdp-ebpf";
 const TESTS_PACKAGE: &str = "sipxdp-tests";
 
 /// Runs `cmd` under a banner, then reports how long it took and whether it passed.
-fn stage(name: &str, cmd: Cmd) -> Result<()> {
+pub fn stage(name: &str, cmd: Cmd) -> Result<()> {
     println!("\n==> {name}");
     let start = Instant::now();
     let result = cmd.run();
@@ -74,9 +74,11 @@ pub fn test(ws: &Workspace, args: &[String]) -> Result<()> {
         tests = tests.env("SIPXDP_REQUIRE_PRIVILEGES", "1");
     }
     stage("test", tests.args(args))?;
-    // A short bounded pass of every fuzz target; `cargo xtask fuzz SECONDS` runs longer.
+    // With the whole suite: a short bounded pass of every fuzz target (`cargo xtask fuzz
+    // SECONDS` runs longer), and the program on Debian 12's kernel.
     if args.is_empty() {
         fuzz(ws, CI_FUZZ_SECONDS)?;
+        crate::vm::vm_test(ws)?;
     }
     Ok(())
 }
