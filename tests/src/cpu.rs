@@ -1,10 +1,50 @@
 //! CPU time on this machine, for the end-to-end benchmark: the kernel time of all CPUs
-//! from `/proc/stat`, and the user and system time of a process group from
-//! `/proc/PID/stat` (Kamailio and sipxdp run as process groups, see [`crate::ChildGuard`]).
+//! from `/proc/stat`, the user and system time of a process group from `/proc/PID/stat`
+//! (Kamailio and sipxdp run as process groups, see [`crate::ChildGuard`]), and the run
+//! time the kernel counts for a pinned XDP program while statistics are on.
 
-use std::{fs, time::Instant};
+use std::{
+    fs,
+    os::fd::OwnedFd,
+    path::{Path, PathBuf},
+    time::Instant,
+};
 
 use anyhow::Context as _;
+use aya::{
+    programs::ProgramInfo,
+    sys::{Stats, enable_stats},
+};
+
+/// What to read besides the kernel time of all CPUs.
+#[derive(Clone, Debug, Default)]
+pub struct Meter {
+    /// The balancer's process group.
+    pub group: Option<u32>,
+    /// The balancer's pinned XDP program.
+    pub program: Option<PathBuf>,
+}
+
+/// BPF program run-time statistics, on while this lives (`BPF_ENABLE_STATS`). They are
+/// global: every program on the machine is timed meanwhile, at a few ns per run.
+pub struct ProgramStats {
+    _enabled: OwnedFd,
+}
+
+impl ProgramStats {
+    pub fn enable() -> anyhow::Result<Self> {
+        Ok(Self {
+            _enabled: enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?,
+        })
+    }
+}
+
+/// (run time in s, runs) of the program pinned at `pin`.
+fn program_times(pin: &Path) -> anyhow::Result<(f64, u64)> {
+    let info = ProgramInfo::from_pin(pin)
+        .with_context(|| format!("reading the program pinned at {}", pin.display()))?;
+    Ok((info.run_time().as_secs_f64(), info.run_count()))
+}
 
 /// Seconds per clock tick, the unit of both files.
 fn tick() -> f64 {
@@ -24,6 +64,9 @@ pub struct Reading {
     pub group_user: f64,
     /// The group's system time, s (0 without a group).
     pub group_system: f64,
+    /// The program's run time, s, and runs (0 without a program).
+    pub program: f64,
+    pub program_runs: u64,
 }
 
 /// What changed between two [`Reading`]s.
@@ -33,20 +76,28 @@ pub struct Spent {
     pub kernel: f64,
     pub group_user: f64,
     pub group_system: f64,
+    pub program: f64,
+    pub program_runs: u64,
 }
 
 impl Reading {
-    /// Reads the clocks, with the times of process group `group` if given.
-    pub fn now(group: Option<u32>) -> anyhow::Result<Self> {
-        let (group_user, group_system) = match group {
+    /// Reads the clocks `meter` names.
+    pub fn now(meter: &Meter) -> anyhow::Result<Self> {
+        let (group_user, group_system) = match meter.group {
             Some(pgid) => group_times(pgid)?,
             None => (0.0, 0.0),
+        };
+        let (program, program_runs) = match &meter.program {
+            Some(pin) => program_times(pin)?,
+            None => (0.0, 0),
         };
         Ok(Self {
             at: Instant::now(),
             kernel: kernel_time()?,
             group_user,
             group_system,
+            program,
+            program_runs,
         })
     }
 
@@ -57,6 +108,8 @@ impl Reading {
             kernel: later.kernel - self.kernel,
             group_user: later.group_user - self.group_user,
             group_system: later.group_system - self.group_system,
+            program: later.program - self.program,
+            program_runs: later.program_runs - self.program_runs,
         }
     }
 }

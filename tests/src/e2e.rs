@@ -15,10 +15,11 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::{Context as _, ensure};
 
 use crate::{
+    cpu::{Meter, ProgramStats},
     daemon_lab::{DaemonLab, SIP_PORT},
     kamailio::Kamailio,
     sipgen::{Call, Rng, with_extra_header_lines},
-    throughput::{self, Burst, Capacity},
+    throughput::{self, Capacity},
 };
 
 /// Header lines that put a message's Call-ID beyond the kernel's reach.
@@ -61,23 +62,12 @@ impl Measured {
     /// above the idle baseline (XDP and forwarding run in softirq and in the sender's
     /// system calls, which cannot be told apart), plus the daemon's user time.
     pub fn balancer_us_per_message(&self) -> Option<f64> {
-        let burst = self.capacity.loss_free_burst()?;
+        let cpu = self.capacity.cpu.as_ref()?;
         Some(match self.balancer {
-            Balancer::Kamailio => group_us(burst, true),
-            _ => self.capacity.kernel_us_per_message(burst) + group_us(burst, false),
+            Balancer::Kamailio => cpu.group_us(true),
+            _ => cpu.kernel_us() + cpu.group_us(false),
         })
     }
-}
-
-/// The balancer process group's user (+ system if `system`) time per message, µs.
-pub fn group_us(burst: &Burst, system: bool) -> f64 {
-    let spent = burst.spent.group_user
-        + if system {
-            burst.spent.group_system
-        } else {
-            0.0
-        };
-    1e6 * spent / burst.received.max(1) as f64
 }
 
 /// Runs the four measurements on one lab and tears it down.
@@ -95,21 +85,26 @@ pub fn run() -> anyhow::Result<Vec<Measured>> {
     let mut results = Vec::new();
     let mut measure = |lab: &DaemonLab,
                        balancer: Balancer,
-                       group: Option<u32>,
+                       meter: Meter,
                        message: &dyn Fn(usize) -> Vec<u8>|
      -> anyhow::Result<()> {
         eprintln!("measuring {} ...", balancer.label());
-        let capacity = throughput::loss_free_rate(lab, client, vip, group, message)
+        let capacity = throughput::loss_free_rate(lab, client, vip, &meter, message)
             .with_context(|| format!("measuring {}", balancer.label()))?;
         results.push(Measured { balancer, capacity });
         Ok(())
     };
 
-    let daemon = lab.daemon_pid();
-    measure(&lab, Balancer::FastPath, daemon, &bye)?;
-    measure(&lab, Balancer::SlowPath, daemon, &|n| {
+    let sipxdp = Meter {
+        group: lab.daemon_pid(),
+        program: Some(lab.pin_path().join("program")),
+    };
+    let stats = ProgramStats::enable()?;
+    measure(&lab, Balancer::FastPath, sipxdp.clone(), &bye)?;
+    measure(&lab, Balancer::SlowPath, sipxdp, &|n| {
         with_extra_header_lines(&bye(n), SLOW_PATH_HEADER_LINES)
     })?;
+    drop(stats);
 
     lab.stop_daemon().context("stopping sipxdp")?;
     lab.detach().context("detaching sipxdp")?;
@@ -128,11 +123,15 @@ pub fn run() -> anyhow::Result<Vec<Measured>> {
         balancer.iface().ip(false),
         &backends,
     )?;
-    measure(&lab, Balancer::Kamailio, kamailio.pid(), &bye)?;
+    let meter = Meter {
+        group: kamailio.pid(),
+        program: None,
+    };
+    measure(&lab, Balancer::Kamailio, meter, &bye)?;
     kamailio.stop()?;
 
     route_vip_to_first_backend(&lab)?;
-    measure(&lab, Balancer::Forwarding, None, &bye)?;
+    measure(&lab, Balancer::Forwarding, Meter::default(), &bye)?;
     Ok(results)
 }
 

@@ -144,7 +144,7 @@ fn read_stats(path: &Path) -> anyhow::Result<SippReport> {
         .split(';')
         .collect();
     let last: Vec<&str> = lines
-        .last()
+        .next_back()
         .context("no statistics row")?
         .split(';')
         .collect();

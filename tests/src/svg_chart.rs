@@ -9,8 +9,8 @@ pub struct Panel {
     pub bars: Vec<(String, f64)>,
 }
 
-const WIDTH: f64 = 760.0;
-const LABEL_WIDTH: f64 = 250.0;
+const WIDTH: f64 = 880.0;
+const LABEL_WIDTH: f64 = 330.0;
 const VALUE_WIDTH: f64 = 110.0;
 const BAR_HEIGHT: f64 = 22.0;
 const GAP: f64 = 8.0;
@@ -68,7 +68,7 @@ fn format_value(value: f64) -> String {
         let digits = whole.to_string();
         let mut out = String::new();
         for (index, digit) in digits.chars().enumerate() {
-            if index > 0 && (digits.len() - index) % 3 == 0 {
+            if index > 0 && (digits.len() - index).is_multiple_of(3) {
                 out.push(',');
             }
             out.push(digit);
@@ -101,7 +101,7 @@ mod tests {
         assert!(svg.starts_with("<svg"));
         assert!(svg.contains("t &lt;1&gt;"));
         assert!(
-            svg.contains(r#"width="400.0""#),
+            svg.contains(r#"width="440.0""#),
             "the largest bar spans the panel"
         );
         assert!(svg.contains(">120,000<") && svg.contains(">0.500<"));
