@@ -19,7 +19,7 @@ use std::{
 use anyhow::{Context as _, ensure};
 use clap::{Parser, Subcommand};
 use sipxdp_tests::{
-    daemon_lab::{DaemonLab, METRICS, forwarded},
+    daemon_lab::{DaemonLab, METRICS, SIP_PORT, forwarded},
     kamailio::CallSpread,
     remove_stale_namespaces,
     sipp::SippReport,
@@ -125,10 +125,12 @@ fn demo(keep: bool, calls: u32) -> anyhow::Result<()> {
         series = lab.query(&prometheus, query).unwrap_or_default();
         series.iter().map(|(_, value)| value).sum::<f64>() >= logged
     });
-    println!("== Prometheus: {query}");
+    println!("== Prometheus: {query} (the Kamailios logged {logged} requests)");
     for (labels, value) in &series {
         println!("   backend {}: {value} packets", labels["backend"]);
     }
+
+    faults(&mut lab)?;
 
     if keep {
         explore(&lab)?;
@@ -145,7 +147,7 @@ fn demo(keep: bool, calls: u32) -> anyhow::Result<()> {
     );
     let forwarded = forwarded(&counters, "lab");
     println!(
-        "== sipxdp forwarded {forwarded} messages in XDP; the Kamailios logged {logged} requests"
+        "== sipxdp forwarded {forwarded} messages in XDP, faults and retransmissions included"
     );
     println!("== nothing left attached; removing the lab");
     ensure!(
@@ -159,6 +161,106 @@ fn demo(keep: bool, calls: u32) -> anyhow::Result<()> {
         spread.split.len()
     );
     Ok(())
+}
+
+/// Calls of each fault run (5 s at [`CALL_RATE`]) ...
+const FAULT_CALLS: u32 = 1_500;
+/// ... and how many sipp has placed when the fault strikes.
+const FAULT_AFTER: u64 = 300;
+
+/// A fault injected while sipp places calls.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Kamailio on backend 3 stops (SIGTERM); it is started again afterwards.
+    StopBackend,
+    /// `kill -9` of the daemon, then a new one (the program stays attached meanwhile).
+    RestartDaemon,
+    /// The configuration's weights change from 1:2:1 to 1:1:1 and the daemon reloads
+    /// (SIGHUP); the weights are put back afterwards.
+    ReloadWeights,
+}
+
+impl Fault {
+    fn describe(self) -> &'static str {
+        match self {
+            Fault::StopBackend => "Kamailio on backend 3 stopped",
+            Fault::RestartDaemon => "sipxdp killed (-9) and started again",
+            Fault::ReloadWeights => "weights reloaded from 1:2:1 to 1:1:1",
+        }
+    }
+}
+
+/// Each fault in turn under a run of sipp calls, with the calls that failed. A stopped
+/// backend fails its calls in progress and those placed before the health checks mark it
+/// down; a restart or a reload should fail none.
+fn faults(lab: &mut DaemonLab) -> anyhow::Result<()> {
+    println!(
+        "== faults under load: {FAULT_CALLS} calls at {CALL_RATE}/s for each, the fault after \
+         {FAULT_AFTER} calls"
+    );
+    for (index, fault) in [
+        Fault::StopBackend,
+        Fault::RestartDaemon,
+        Fault::ReloadWeights,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tag = format!("fault{index}");
+        let sipp = lab.start_sipp(&tag, FAULT_CALLS, CALL_RATE)?;
+        let placing = wait_until(Instant::now() + Duration::from_secs(10), || {
+            sipp.created_so_far() >= FAULT_AFTER
+        });
+        ensure!(placing, "sipp did not get going:\n{}", sipp.output());
+        strike(lab, fault)?;
+        let (report, _) = lab.finish_sipp(&tag, sipp)?;
+        println!(
+            "   {}: {} of {} calls failed ({} retransmissions)",
+            fault.describe(),
+            report.failed,
+            report.created,
+            report.retransmissions
+        );
+        recover(lab, fault)?;
+    }
+    Ok(())
+}
+
+fn strike(lab: &mut DaemonLab, fault: Fault) -> anyhow::Result<()> {
+    match fault {
+        Fault::StopBackend => lab.stop_kamailio(3),
+        Fault::RestartDaemon => {
+            lab.kill_daemon()?;
+            lab.restart_daemon()
+        }
+        Fault::ReloadWeights => {
+            lab.write_config(&[1, 1, 1])?;
+            lab.reload()
+        }
+    }
+}
+
+fn recover(lab: &mut DaemonLab, fault: Fault) -> anyhow::Result<()> {
+    match fault {
+        Fault::StopBackend => {
+            let up = format!(
+                "{}:{SIP_PORT} of VIP lab is up",
+                lab.lab().backends()[2].iface().ipv4()
+            );
+            let before = lab.daemon_log().matches(&up).count();
+            lab.start_kamailio(3)?;
+            let back = wait_until(Instant::now() + Duration::from_secs(10), || {
+                lab.daemon_log().matches(&up).count() > before
+            });
+            ensure!(back, "backend 3 did not come back:\n{}", lab.daemon_log());
+            Ok(())
+        }
+        Fault::RestartDaemon => Ok(()),
+        Fault::ReloadWeights => {
+            lab.write_config(&WEIGHTS)?;
+            lab.reload()
+        }
+    }
 }
 
 /// The summary of a sipp run: sipp's counts, each backend's share and the setup times.
