@@ -17,10 +17,11 @@ use anyhow::{Context as _, bail, ensure};
 use crate::{
     ChildGuard, Lab, LabConfig, UdpReceiver,
     delivery::{Received, WINDOW, collect, deliver_windowed},
-    kamailio::{self, Kamailio},
+    kamailio::{self, CallSpread, Kamailio},
     prometheus::{Prometheus, http_get},
     send_udp_from,
     sipgen::{Answer, Call, answer_calls, answer_options},
+    sipp::{Sipp, SippReport},
     wait_until,
 };
 
@@ -266,6 +267,50 @@ impl DaemonLab {
         // What each Kamailio logged before this call is a prefix of what it logs now.
         all.retain(|entry| !already.contains(entry));
         Ok(all)
+    }
+
+    /// Starts sipp in the client's namespace placing `calls` calls at `rate` per second
+    /// to the IPv4 VIP, with Call-IDs tagged `tag` (`N-TAG@client`), so that the requests
+    /// of this run can be told from others' in the Kamailios' logs.
+    pub fn start_sipp(&self, tag: &str, calls: u32, rate: u32) -> anyhow::Result<Sipp> {
+        Sipp::start(
+            self.lab.client().netns(),
+            &self.directory.join(format!("sipp-{tag}")),
+            std::net::SocketAddrV4::new(self.lab.client().iface().ipv4(), SIP_PORT),
+            self.vip(),
+            tag,
+            calls,
+            rate,
+        )
+    }
+
+    /// Waits for `sipp` (started with `tag`) to end and returns its report and where the
+    /// Kamailios saw the requests of its calls. Kamailio logs a request before answering
+    /// it, but an ACK (never answered) may be logged after the call ended, so this polls
+    /// up to 5 s until three requests per successful call are in the logs.
+    pub fn finish_sipp(&self, tag: &str, sipp: Sipp) -> anyhow::Result<(SippReport, CallSpread)> {
+        let report = sipp.wait()?;
+        let marker = format!("-{tag}@");
+        let requests = || {
+            let mut requests = self.kamailio_requests();
+            requests.retain(|(_, request)| request.call_id.contains(&marker));
+            requests
+        };
+        let expected = usize::try_from(report.successful * 3)?;
+        wait_until(Instant::now() + Duration::from_secs(5), || {
+            requests().len() >= expected
+        });
+        Ok((report, kamailio::spread(&requests())))
+    }
+
+    /// The directory of the lab's files (configuration, logs, sipp's files).
+    pub fn directory(&self) -> &std::path::Path {
+        &self.directory
+    }
+
+    /// The running daemon's pid, which leads its process group.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(ChildGuard::id)
     }
 
     pub fn lab(&self) -> &Lab {

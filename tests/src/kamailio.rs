@@ -3,6 +3,7 @@
 //! is how tests tell which backend got which call (and which TCP connection).
 
 use std::{
+    collections::{BTreeMap, BTreeSet},
     fs,
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -39,12 +40,59 @@ impl Kamailio {
     /// its configuration, runtime directory and log under `directory/name*`, and waits
     /// until it listens on both.
     pub fn start(netns: &Netns, directory: &Path, name: &str, port: u16) -> anyhow::Result<Self> {
+        Self::spawn(
+            netns,
+            directory,
+            name,
+            &configuration(port),
+            port,
+            &["-Hlun", "-Hltn"],
+        )
+    }
+
+    /// Starts Kamailio in `netns` as a stateless load balancer (the dispatcher module,
+    /// algorithm 0: hash of the Call-ID) listening on UDP `vip`, forwarding every request
+    /// from `source` (an address of the namespace, port `vip`'s) to `backends` with their
+    /// weights, and waits until it listens. Replies go back by the Via it adds.
+    pub fn start_dispatcher(
+        netns: &Netns,
+        directory: &Path,
+        vip: SocketAddr,
+        source: std::net::IpAddr,
+        backends: &[(SocketAddr, u32)],
+    ) -> anyhow::Result<Self> {
+        let list = directory.join("dispatcher.list");
+        let entries: String = backends
+            .iter()
+            .map(|(address, weight)| format!("1 sip:{address} 0 0 weight={weight}\n"))
+            .collect();
+        fs::write(&list, entries).with_context(|| format!("writing {}", list.display()))?;
+        let config = dispatcher_configuration(vip, source, &list);
+        Self::spawn(
+            netns,
+            directory,
+            "dispatcher",
+            &config,
+            vip.port(),
+            &["-Hlun"],
+        )
+    }
+
+    /// Runs Kamailio with `config` in `netns` and waits until it listens on `port` for each
+    /// of the `ss` socket filters in `listening` (`-Hlun` for UDP, `-Hltn` for TCP).
+    fn spawn(
+        netns: &Netns,
+        directory: &Path,
+        name: &str,
+        config_text: &str,
+        port: u16,
+        listening: &[&str],
+    ) -> anyhow::Result<Self> {
         let config = directory.join(format!("{name}.cfg"));
         let runtime = directory.join(format!("{name}.run"));
         let log = directory.join(format!("{name}.log"));
         fs::create_dir_all(&runtime).with_context(|| format!("creating {}", runtime.display()))?;
-        fs::write(&config, configuration(port))
-            .with_context(|| format!("writing {}", config.display()))?;
+        fs::write(&config, config_text).with_context(|| format!("writing {}", config.display()))?;
         let stderr =
             fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let mut command = Command::new("kamailio");
@@ -57,16 +105,16 @@ impl Kamailio {
             .stdout(Stdio::null())
             .stderr(stderr);
         let mut child = netns.spawn(command)?;
-        let listens = |transport: &str| {
+        let listens = |filter: &str| {
             netns
-                .run(&["ss", transport, &format!("sport = :{port}")])
+                .run(&["ss", filter, &format!("sport = :{port}")])
                 .is_ok_and(|output| !output.stdout.is_empty())
         };
-        let listening = wait_until(Instant::now() + Duration::from_secs(15), || {
-            matches!(child.try_wait(), Ok(Some(_))) || (listens("-Hlun") && listens("-Hltn"))
+        let ready = wait_until(Instant::now() + Duration::from_secs(15), || {
+            matches!(child.try_wait(), Ok(Some(_))) || listening.iter().all(|f| listens(f))
         });
         ensure!(
-            listening && matches!(child.try_wait(), Ok(None)),
+            ready && matches!(child.try_wait(), Ok(None)),
             "kamailio {name} did not start listening on port {port}:\n{}",
             fs::read_to_string(&log).unwrap_or_default()
         );
@@ -74,6 +122,12 @@ impl Kamailio {
             child: Some(child),
             log,
         })
+    }
+
+    /// The pid of Kamailio's main process, which leads the process group of all its
+    /// workers; `None` once stopped.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(ChildGuard::id)
     }
 
     /// The requests received so far, in order.
@@ -140,6 +194,74 @@ fn configuration(port: u16) -> String {
     )
 }
 
+/// The stateless dispatcher: no transaction state, no health checks (the benchmark
+/// measures forwarding alone), two workers for the machine's two cores. It sends from
+/// `source`, not from the VIP: the backends hold the VIP themselves (direct server return)
+/// and would drop datagrams whose source is one of their own addresses.
+fn dispatcher_configuration(vip: SocketAddr, source: std::net::IpAddr, list: &Path) -> String {
+    let port = vip.port();
+    format!(
+        "#!KAMAILIO\n\
+         debug=0\n\
+         log_stderror=yes\n\
+         children=2\n\
+         auto_aliases=no\n\
+         listen=udp:{vip}\n\
+         listen=udp:{source}:{port}\n\
+         mpath=\"{MODULES}\"\n\
+         loadmodule \"dispatcher.so\"\n\
+         modparam(\"dispatcher\", \"list_file\", \"{list}\")\n\
+         modparam(\"dispatcher\", \"ds_ping_interval\", 0)\n\
+         request_route {{\n\
+         \tif (!ds_select_dst(\"1\", \"0\")) {{\n\
+         \t\tdrop;\n\
+         \t}}\n\
+         \tforce_send_socket(udp:{source}:{port});\n\
+         \tforward();\n\
+         \texit;\n\
+         }}\n",
+        list = list.display()
+    )
+}
+
+/// Where calls went, from requests the Kamailios logged.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallSpread {
+    /// Requests logged.
+    pub requests: usize,
+    /// Distinct Call-IDs seen.
+    pub calls: usize,
+    /// Per backend number, the calls whose requests reached it.
+    pub calls_of: BTreeMap<usize, usize>,
+    /// Call-IDs whose requests reached more than one backend.
+    pub split: Vec<String>,
+}
+
+/// Groups `requests` (backend number, request) by Call-ID.
+pub fn spread(requests: &[(usize, Request)]) -> CallSpread {
+    let mut backends_of: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
+    for (backend, request) in requests {
+        backends_of
+            .entry(&request.call_id)
+            .or_default()
+            .insert(*backend);
+    }
+    let mut result = CallSpread {
+        requests: requests.len(),
+        calls: backends_of.len(),
+        ..CallSpread::default()
+    };
+    for (call_id, backends) in backends_of {
+        if backends.len() > 1 {
+            result.split.push(call_id.to_owned());
+        }
+        for backend in backends {
+            *result.calls_of.entry(backend).or_default() += 1;
+        }
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +279,23 @@ mod tests {
             })
         );
         assert_eq!(parse_line("INFO: <core> starting"), None);
+    }
+
+    #[test]
+    fn calls_are_grouped_by_call_id() {
+        let request = |call_id: &str| Request {
+            call_id: call_id.into(),
+            method: "INVITE".into(),
+            source: "198.51.100.10:5062".parse().unwrap(),
+        };
+        let found = spread(&[
+            (1, request("a")),
+            (1, request("a")),
+            (2, request("b")),
+            (3, request("b")),
+        ]);
+        assert_eq!((found.requests, found.calls), (4, 2));
+        assert_eq!(found.split, ["b"]);
+        assert_eq!(found.calls_of, BTreeMap::from([(1, 1), (2, 1), (3, 1)]));
     }
 }

@@ -11,9 +11,12 @@
 //! (and fail instead when `SIPXDP_REQUIRE_PRIVILEGES=1`, as in CI).
 
 pub mod addrplan;
+pub mod blast;
 mod cmd;
+pub mod cpu;
 pub mod daemon_lab;
 pub mod delivery;
+pub mod e2e;
 pub mod fixture;
 pub mod frames;
 pub mod inject;
@@ -28,7 +31,9 @@ pub mod prometheus;
 pub mod reference_xdp;
 pub mod routed;
 pub mod sipgen;
+pub mod sipp;
 pub mod subnet;
+pub mod svg_chart;
 #[cfg(test)]
 mod testutil;
 pub mod throughput;

@@ -1,5 +1,6 @@
 //! The highest message rate a path through the daemon lab delivers without loss: paced
-//! bursts at rising rates, each bounded in messages and time, until one loses a message.
+//! bursts at rising rates from one `sendmmsg` sender, each bounded in messages and time,
+//! until one loses a message; with the CPU time each burst cost.
 
 use std::{
     net::SocketAddr,
@@ -8,46 +9,119 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 
-use crate::daemon_lab::DaemonLab;
+use crate::{
+    blast::send_paced,
+    cpu::{Meter, Reading, Spent},
+    daemon_lab::DaemonLab,
+};
 
 /// The rates tried, in messages per second.
-pub const RATES: [u64; 10] = [
-    2_000, 5_000, 10_000, 15_000, 20_000, 30_000, 40_000, 60_000, 80_000, 120_000,
+pub const RATES: [u64; 12] = [
+    5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 120_000, 160_000, 240_000, 320_000,
+    480_000,
 ];
 
 /// Each burst lasts about this long ...
 const BURST: Duration = Duration::from_millis(500);
-/// ... and sends at most this many messages.
-const MAX_BURST_MESSAGES: usize = 60_000;
+/// ... and sends at most this many messages (the backends' receivers keep every one).
+const MAX_BURST_MESSAGES: usize = 160_000;
+/// A burst that cannot be sent within this time (a sender slower than the rate) stops.
+const SEND_LIMIT: Duration = Duration::from_secs(2);
 /// How long after a burst its last messages may still arrive.
 const DRAIN: Duration = Duration::from_secs(2);
+/// How long the CPU burst and its idle baseline last (at most [`MAX_BURST_MESSAGES`]).
+const CPU_BURST: Duration = Duration::from_secs(1);
 
-/// One burst: its rate, how many messages were sent and how many arrived.
+/// One burst: its rate, how many messages were sent (and how long that took) and arrived,
+/// and the CPU time spent from its first message until the last arrived (or the drain
+/// time ended).
 #[derive(Clone, Copy, Debug)]
 pub struct Burst {
     pub rate: u64,
     pub sent: usize,
+    pub sending: Duration,
     pub received: usize,
+    pub spent: Spent,
+}
+
+impl Burst {
+    /// The rate the sender achieved: below the asked rate when the sender was the limit.
+    pub fn achieved_rate(&self) -> f64 {
+        self.sent as f64 / self.sending.as_secs_f64().max(1e-9)
+    }
+
+    /// Whether every one of `asked` messages was sent and arrived.
+    pub fn whole(&self, asked: usize) -> bool {
+        self.sent == asked && self.received == self.sent
+    }
+
+    /// Whether the sender kept (within 5%) to the asked rate.
+    pub fn on_pace(&self) -> bool {
+        self.achieved_rate() >= 0.95 * self.rate as f64
+    }
 }
 
 /// What [`loss_free_rate`] found.
 #[derive(Clone, Debug)]
 pub struct Capacity {
-    /// The highest rate whose burst arrived whole; `None` if even the lowest lost some.
+    /// The highest rate, as sent, of a burst that arrived whole; `None` if even the
+    /// lowest lost some.
     pub loss_free: Option<u64>,
+    /// Whether the sender, not the path, ended the search: it could not keep to the next
+    /// rate, and the path lost nothing of what it sent.
+    pub sender_limited: bool,
     pub bursts: Vec<Burst>,
+    /// A longer burst at the loss-free rate for the CPU figures, after an idle baseline of
+    /// the same length.
+    pub cpu: Option<CpuBurst>,
+}
+
+/// The CPU measurement of [`Capacity::cpu`].
+#[derive(Clone, Copy, Debug)]
+pub struct CpuBurst {
+    pub burst: Burst,
+    pub idle: Spent,
+}
+
+impl CpuBurst {
+    /// All CPUs' kernel time above the idle baseline, per message, in µs.
+    pub fn kernel_us(&self) -> f64 {
+        let idle_rate = self.idle.kernel / self.idle.seconds.max(1e-9);
+        let busy = self.burst.spent.kernel - idle_rate * self.burst.spent.seconds;
+        busy.max(0.0) * self.per_message()
+    }
+
+    /// The balancer process group's user (+ system if `system`) time per message, µs.
+    pub fn group_us(&self, system: bool) -> f64 {
+        let spent = &self.burst.spent;
+        (spent.group_user + if system { spent.group_system } else { 0.0 }) * self.per_message()
+    }
+
+    /// The XDP program's run time per message, µs (all its runs, health checks
+    /// included, over the messages that arrived).
+    pub fn program_us(&self) -> f64 {
+        self.burst.spent.program * self.per_message()
+    }
+
+    fn per_message(&self) -> f64 {
+        1e6 / self.burst.received.max(1) as f64
+    }
 }
 
 /// Sends bursts of `message(n)` (message `n` of the run) from `client` to `vip` at each
-/// of [`RATES`] in turn, stopping after the first burst that loses a message.
+/// of [`RATES`] in turn, stopping after the first burst that loses a message or cannot be
+/// sent in time, then measures the CPU time `meter` names over a longer burst at the
+/// loss-free rate.
 ///
 /// # Errors
 ///
-/// Opening the client's socket, sending, or collecting at the backends failed.
+/// Opening the client's socket, sending, reading the clocks or collecting at the backends
+/// failed.
 pub fn loss_free_rate(
     lab: &DaemonLab,
     client: SocketAddr,
     vip: SocketAddr,
+    meter: &Meter,
     message: impl Fn(usize) -> Vec<u8>,
 ) -> anyhow::Result<Capacity> {
     let socket = lab
@@ -56,39 +130,63 @@ pub fn loss_free_rate(
         .netns()
         .udp_socket(client)
         .context("the client's socket")?;
-    let mut next = 0;
-    let mut capacity = Capacity {
-        loss_free: None,
-        bursts: Vec::new(),
-    };
-    for rate in RATES {
-        let count = ((rate as f64 * BURST.as_secs_f64()) as usize).min(MAX_BURST_MESSAGES);
-        let messages: Vec<Vec<u8>> = (next..next + count).map(&message).collect();
-        next += count;
-        let start = Instant::now();
-        for (index, payload) in messages.iter().enumerate() {
-            // Paced: message `index` leaves no earlier than its slot in the burst.
-            let slot = start + Duration::from_secs_f64(index as f64 / rate as f64);
-            let ahead = slot.saturating_duration_since(Instant::now());
-            if ahead > Duration::from_micros(200) {
-                std::thread::sleep(ahead);
-            }
-            let sent = socket.send_to(payload, vip).context("sending")?;
-            ensure!(sent == payload.len(), "a short send");
-        }
+    socket
+        .connect(vip)
+        .context("connecting the client's socket")?;
+    // Distinct messages to cycle through: enough Call-IDs to spread over the backends.
+    let messages: Vec<Vec<u8>> = (0..4096).map(&message).collect();
+    let burst = |rate: u64, duration: Duration| -> anyhow::Result<(Burst, usize)> {
+        let count = ((rate as f64 * duration.as_secs_f64()) as usize).min(MAX_BURST_MESSAGES);
+        let before = Reading::now(meter)?;
+        let sent = send_paced(&socket, &messages, 0, count, rate, SEND_LIMIT)
+            .context("sending a burst")?;
+        let sending = before.at.elapsed();
         let received = lab
-            .collect(vip.is_ipv6(), count, Instant::now() + DRAIN)
+            .collect(vip.is_ipv6(), sent, Instant::now() + DRAIN)
             .context("collecting at the backends")?
             .len();
-        capacity.bursts.push(Burst {
+        let spent = before.until(&Reading::now(meter)?);
+        ensure!(
+            received <= sent,
+            "more arrived than was sent: a stray sender?"
+        );
+        let burst = Burst {
             rate,
-            sent: count,
+            sent,
+            sending,
             received,
-        });
-        if received < count {
+            spent,
+        };
+        Ok((burst, count))
+    };
+    let mut capacity = Capacity {
+        loss_free: None,
+        sender_limited: false,
+        bursts: Vec::new(),
+        cpu: None,
+    };
+    let mut cpu_rate = None;
+    for rate in RATES {
+        let (burst, asked) = burst(rate, BURST)?;
+        capacity.bursts.push(burst);
+        let lossless = burst.received == burst.sent;
+        if lossless {
+            // As sent: a sender that fell behind offered less than the asked rate.
+            let sent_at = (burst.achieved_rate() as u64).min(rate);
+            capacity.loss_free = Some(capacity.loss_free.unwrap_or(0).max(sent_at));
+            cpu_rate = Some(rate);
+        }
+        if !lossless || !burst.whole(asked) || !burst.on_pace() {
+            capacity.sender_limited = lossless;
             break;
         }
-        capacity.loss_free = Some(rate);
+    }
+    if let Some(rate) = cpu_rate {
+        let idle_start = Reading::now(meter)?;
+        std::thread::sleep(CPU_BURST);
+        let idle = idle_start.until(&Reading::now(meter)?);
+        let (burst, _) = burst(rate, CPU_BURST)?;
+        capacity.cpu = Some(CpuBurst { burst, idle });
     }
     Ok(capacity)
 }

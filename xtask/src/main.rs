@@ -29,7 +29,8 @@ Commands:
                    args go to `cargo test` (e.g. a filter, or `-- --nocapture`)
   demo [--keep]    setup, build, then run the lab demo (`sipxdp-lab demo`)
   lab <args...>    setup, build, then run `sipxdp-lab <args...>` (e.g. `lab up`)
-  bench [args...]  setup, then run `sipxdp-bench <args...>`
+  bench [args...]  setup, build, then run `sipxdp-bench <args...>` (`--e2e`: the lab
+                   benchmark against Kamailio's dispatcher, see docs/benchmarks.md)
   fuzz [SECONDS]   setup, then run every fuzz target for SECONDS each (default 60)
   vm-test          setup, then boot Debian 12's kernel (6.1) under qemu and check that
                    the program loads, passes a test frame, attaches and forwards there

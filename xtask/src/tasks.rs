@@ -93,7 +93,7 @@ pub fn lab(ws: &Workspace, args: &[String]) -> Result<()> {
 /// `cargo xtask bench [args...]`.
 pub fn bench(ws: &Workspace, args: &[String]) -> Result<()> {
     setup(ws)?;
-    // The lab capacity part runs the real `sipxdp` binary.
+    // `--e2e` runs the real `sipxdp` binary in the lab.
     build_workspace(ws)?;
     run_tests_binary(ws, "sipxdp-bench", args)
 }

@@ -27,13 +27,14 @@ use sipxdp_common::{
     wire::{build::UdpFrame, ethernet},
 };
 use sipxdp_tests::{
-    daemon_lab::DaemonLab,
+    e2e,
     fixture::{self, TCP_VIP_SLOT, VIP_SLOT, VIP_V6_SLOT, backend_mac, connection_owner},
     frames::{BALANCER_MAC, CLIENT, CLIENT_V6, FrameSpec, TcpSegment, VIP, VIP_V6, udp_frame},
     reference_xdp::ReferenceXdp,
     routed,
-    sipgen::{Call, Rng, with_extra_header_lines},
-    throughput::{self, Capacity},
+    sipgen::{Call, Rng},
+    svg_chart::{Panel, bar_panels},
+    throughput,
 };
 
 const XDP_DROP: u32 = 1;
@@ -94,9 +95,13 @@ struct Args {
     /// round always runs).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     budget_secs: u64,
-    /// End-to-end benchmark against Kamailio's dispatcher (not implemented yet).
+    /// End-to-end benchmark in the daemon lab instead: sipxdp's fast and slow paths,
+    /// Kamailio's dispatcher and plain routing as the balancer.
     #[arg(long)]
     e2e: bool,
+    /// Where `--e2e` writes its SVG chart.
+    #[arg(long, default_value = "docs/benchmarks-e2e.svg")]
+    chart: std::path::PathBuf,
 }
 
 /// Where a frame should end up, checked once before it is timed.
@@ -319,84 +324,169 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<()> {
-    if args.e2e {
-        bail!(
-            "--e2e (end-to-end benchmark against Kamailio's dispatcher) is not implemented yet; \
-             run without --e2e for the BPF_PROG_TEST_RUN micro-benchmark"
-        );
-    }
     check_privileges()?;
+    if args.e2e {
+        return end_to_end(args.markdown, &args.chart);
+    }
     // NAT cases need routes and neighbours for the FIB; BPF_PROG_TEST_RUN runs programs in
     // the calling thread's namespace.
     let netns = routed::routed_namespace().context("creating the routed namespace")?;
     netns
         .enter_thread(|| measure_all(args))
         .context("entering the routed namespace")??;
-    drop(netns);
-    lab_capacity(args.markdown)
+    Ok(())
 }
 
-/// Header lines that put a message's Call-ID beyond the kernel's reach.
-const SLOW_PATH_HEADER_LINES: usize = 120;
+/// The project's targets for the fast path against Kamailio's dispatcher: this many
+/// times its loss-free rate ...
+const E2E_RATE_TARGET: f64 = 30.0;
+/// ... at most 1/this of its CPU time per message.
+const E2E_CPU_TARGET: f64 = 50.0;
 
-/// The highest loss-free message rates of the fast path and the slow path through the
-/// daemon lab (veth, generic XDP, the real `sipxdp run`), measured in the same run with
-/// the same sender and receivers.
-fn lab_capacity(markdown: bool) -> Result<()> {
-    let lab = DaemonLab::start(&[1, 1, 1]).context("starting the daemon lab")?;
-    let vip = lab.vip();
-    let client = SocketAddr::new(lab.lab().client().iface().ip(false), 5500);
-    let mut rng = Rng::new(CALL_SEED);
-    let calls: Vec<Call> = (0..4096).map(|_| Call::random(&mut rng, 20)).collect();
-    let bye = |n: usize| calls[n % calls.len()].bye(client, vip);
-    let fast = throughput::loss_free_rate(&lab, client, vip, bye)?;
-    let slow = throughput::loss_free_rate(&lab, client, vip, |n| {
-        with_extra_header_lines(&bye(n), SLOW_PATH_HEADER_LINES)
-    })?;
-    let describe = |capacity: &Capacity| {
-        let bursts: Vec<String> = capacity
-            .bursts
-            .iter()
-            .map(|burst| format!("{}/s: {}/{}", burst.rate, burst.received, burst.sent))
-            .collect();
-        let rate = match capacity.loss_free {
-            Some(rate) if Some(&rate) == throughput::RATES.last() => {
-                format!("{rate} or more (the highest rate tried)")
-            }
+/// `--e2e`: the four balancers of [`e2e::run`], as a table, the targets and a chart.
+fn end_to_end(markdown: bool, chart: &std::path::Path) -> Result<()> {
+    let results = e2e::run()?;
+    let rate = |measured: &e2e::Measured| {
+        let capacity = &measured.capacity;
+        match capacity.loss_free {
+            Some(rate) if capacity.sender_limited => format!("{rate} (the sender's limit)"),
             Some(rate) => rate.to_string(),
             None => format!("below {}", throughput::RATES[0]),
-        };
-        (rate, bursts.join(", "))
+        }
     };
-    let (fast_rate, fast_bursts) = describe(&fast);
-    let (slow_rate, slow_bursts) = describe(&slow);
+    let micros = |value: Option<f64>| value.map_or("-".to_owned(), |us| format!("{us:.2}"));
+    let rows = results
+        .iter()
+        .map(|measured| {
+            let capacity = &measured.capacity;
+            let cpu = capacity.cpu.as_ref();
+            let bursts: Vec<String> = capacity
+                .bursts
+                .iter()
+                .chain(cpu.map(|cpu| &cpu.burst))
+                .map(|burst| {
+                    format!(
+                        "{}/s ({:.0}/s sent): {}/{}",
+                        burst.rate,
+                        burst.achieved_rate(),
+                        burst.received,
+                        burst.sent
+                    )
+                })
+                .collect();
+            let program = match measured.balancer {
+                e2e::Balancer::FastPath | e2e::Balancer::SlowPath => {
+                    micros(cpu.map(|cpu| cpu.program_us()))
+                }
+                _ => "-".to_owned(),
+            };
+            vec![
+                measured.balancer.label(),
+                rate(measured),
+                micros(measured.balancer_us_per_message()),
+                micros(cpu.map(|cpu| cpu.kernel_us())),
+                micros(cpu.map(|cpu| cpu.group_us(true))),
+                program,
+                bursts.join(", "),
+            ]
+        })
+        .collect();
     let table = Table {
         columns: &[
-            ("path (BYEs to the IPv4 VIP)", true),
-            ("loss-free messages/s", false),
-            ("bursts: rate: received/sent", true),
+            ("balancer", true),
+            ("loss-free msg/s", false),
+            ("balancer CPU us/msg", false),
+            ("kernel CPU us/msg (all CPUs - idle)", false),
+            ("balancer processes us/msg", false),
+            ("XDP program us/msg", false),
+            (
+                "bursts: rate (sent at): received/sent; last: CPU burst",
+                true,
+            ),
         ],
-        rows: vec![
-            vec!["fast path (XDP)".into(), fast_rate, fast_bursts],
-            vec![
-                format!("slow path (Call-ID after {SLOW_PATH_HEADER_LINES} header lines)"),
-                slow_rate,
-                slow_bursts,
-            ],
-        ],
+        rows,
     };
-    println!();
     println!(
-        "Lab capacity: paced bursts of about 0.5 s from one client socket through the daemon \
-         lab (veth, generic XDP) to three backends, rising until a burst loses a message:"
+        "\nEnd to end: BYEs from one sendmmsg sender (batches of 64, 4,096 Call-IDs) through \
+         the balancer namespace to three backends (veth, generic XDP), bursts of 0.5 s at \
+         rising rates until one loses a message or the sender falls behind; CPU over a 1 s burst at the loss-free rate:\n"
     );
     if markdown {
-        println!();
         table.print_markdown();
     } else {
         table.print_plain();
     }
+    let find = |wanted: e2e::Balancer| results.iter().find(|m| m.balancer == wanted);
+    if let (Some(fast), Some(kamailio)) =
+        (find(e2e::Balancer::FastPath), find(e2e::Balancer::Kamailio))
+    {
+        println!();
+        if let (Some(ours), Some(theirs)) = (fast.capacity.loss_free, kamailio.capacity.loss_free) {
+            let ratio = ours as f64 / theirs as f64;
+            let limited = if fast.capacity.sender_limited {
+                " (the sender, not the fast path, was the limit: a lower bound)"
+            } else {
+                ""
+            };
+            println!(
+                "- target: fast path >= {E2E_RATE_TARGET}x Kamailio's loss-free rate: {} ({ratio:.1}x){limited}",
+                verdict(ratio >= E2E_RATE_TARGET)
+            );
+        }
+        if let (Some(ours), Some(theirs)) = (
+            fast.balancer_us_per_message(),
+            kamailio.balancer_us_per_message(),
+        ) {
+            let ratio = theirs / ours.max(f64::MIN_POSITIVE);
+            println!(
+                "- target: fast path <= 1/{E2E_CPU_TARGET} of Kamailio's CPU time per message \
+                 (kernel time of all CPUs against Kamailio's process time): {} (1/{ratio:.1})",
+                verdict(ratio >= E2E_CPU_TARGET)
+            );
+        }
+        if let (Some(cpu), Some(theirs)) = (
+            fast.capacity.cpu.as_ref(),
+            kamailio.balancer_us_per_message(),
+        ) {
+            let ratio = theirs / cpu.program_us().max(f64::MIN_POSITIVE);
+            println!(
+                "- the same with the XDP program's own run time (kernel BPF statistics): {} (1/{ratio:.1})",
+                verdict(ratio >= E2E_CPU_TARGET)
+            );
+        }
+    }
+    let panels = [
+        Panel {
+            title: "highest loss-free rate, messages/s".into(),
+            bars: results
+                .iter()
+                .map(|m| (m.balancer.label(), m.capacity.loss_free.unwrap_or(0) as f64))
+                .collect(),
+        },
+        Panel {
+            title: "balancer CPU time per message, us (Kamailio: its processes; others: kernel time of all CPUs above idle)".into(),
+            bars: results
+                .iter()
+                .map(|m| {
+                    (
+                        m.balancer.label(),
+                        m.balancer_us_per_message().unwrap_or(0.0),
+                    )
+                })
+                .collect(),
+        },
+    ];
+    std::fs::write(
+        chart,
+        bar_panels("sipxdp end to end (cargo xtask bench --e2e)", &panels),
+    )
+    .with_context(|| format!("writing {}", chart.display()))?;
+    println!("\nchart: {}", chart.display());
     Ok(())
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
 }
 
 fn measure_all(args: &Args) -> Result<()> {

@@ -1,12 +1,13 @@
 //! `sipxdp-lab`: a throw-away lab on this machine, for the demo and for exploring.
 //!
 //! `sipxdp-lab demo [--keep] [--calls N]` builds a client, a balancer and three backends in
-//! network namespaces, runs the real `sipxdp` daemon on the balancer, sends SIP dialogs to
-//! the VIP, prints where every call went and what the daemon counted, and removes
-//! everything. With `--keep` the lab stays up until Ctrl-C, with commands to look around.
+//! network namespaces, runs the real `sipxdp` daemon on the balancer from a generated
+//! configuration, Kamailio on each backend and Prometheus scraping the daemon, places sipp
+//! calls through the VIP, prints sipp's results, where every call went (from Kamailio's
+//! logs), the setup times and Prometheus's per-backend counts, and removes everything. With
+//! `--keep` the lab stays up until Ctrl-C, with commands to look around.
 
 use std::{
-    net::{IpAddr, SocketAddr},
     process::ExitCode,
     sync::{
         Arc,
@@ -18,10 +19,10 @@ use std::{
 use anyhow::{Context as _, ensure};
 use clap::{Parser, Subcommand};
 use sipxdp_tests::{
-    daemon_lab::{DaemonLab, counted, forwarded},
-    delivery::dialogs_by_backend,
+    daemon_lab::{DaemonLab, METRICS, SIP_PORT, forwarded},
+    kamailio::CallSpread,
     remove_stale_namespaces,
-    sipgen::{Call, Rng},
+    sipp::SippReport,
     wait_until,
 };
 
@@ -34,12 +35,13 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum LabCommand {
-    /// Build the lab, run sipxdp, send SIP dialogs through it, report, tear down.
+    /// Build the lab, run sipxdp, Kamailio and Prometheus, place sipp calls through it,
+    /// report, tear down.
     Demo {
         /// Leave the lab up (until Ctrl-C) to look around.
         #[arg(long)]
         keep: bool,
-        /// Number of calls (INVITE, ACK, BYE each), at most 100,000.
+        /// Number of sipp calls (INVITE, ACK, BYE each), at most 100,000.
         #[arg(long, default_value_t = 3_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         calls: u32,
     },
@@ -67,7 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         "the lab creates network namespaces and attaches XDP: run it as root"
     );
     match cli.command {
-        LabCommand::Demo { keep, calls } => demo(keep, calls as usize),
+        LabCommand::Demo { keep, calls } => demo(keep, calls),
         LabCommand::Clean => {
             for name in remove_stale_namespaces()? {
                 println!("removed {name}");
@@ -77,55 +79,58 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn demo(keep: bool, calls: usize) -> anyhow::Result<()> {
-    println!("== building the lab: client, balancer, 3 backends on a bridge (198.51.100.0/26)");
-    let mut lab = DaemonLab::start(&WEIGHTS)?;
+/// Calls per second sipp places in the demo.
+const CALL_RATE: u32 = 300;
+
+fn demo(keep: bool, calls: u32) -> anyhow::Result<()> {
+    println!(
+        "== building the lab: client, balancer, 3 backends on a bridge (198.51.100.0/26), \
+         Kamailio on each backend"
+    );
+    let mut lab = DaemonLab::start_with_kamailio(&WEIGHTS)?;
     let vip = lab.vip();
     println!(
-        "== sipxdp attached to {} in namespace {} (config {})",
+        "== sipxdp run attached to {} in namespace {} (config {})",
         lab.lab().balancer().iface().name(),
         lab.lab().balancer().netns().name(),
         lab.config_path().display()
     );
     for (backend, weight) in lab.lab().backends().iter().zip(WEIGHTS) {
         println!(
-            "   backend {} ({}), weight {weight}",
+            "   backend {} ({}): Kamailio, VIP on lo, weight {weight}",
             backend.iface().ipv4(),
             backend.netns().name()
         );
     }
-
-    let mut rng = Rng::new(0x00de_0de0);
-    let dialogs: Vec<Call> = (0..calls).map(|_| Call::random(&mut rng, 25)).collect();
-    let client = SocketAddr::new(IpAddr::V4(lab.lab().client().iface().ipv4()), 5070);
+    let prometheus = lab.start_prometheus()?;
     println!(
-        "== sending {calls} calls ({} messages) from {client} to the VIP {vip}",
-        calls * 3
+        "== Prometheus in {} scraping sipxdp's metrics on {METRICS} every second",
+        lab.lab().balancer().netns().name()
     );
-    let started = Instant::now();
-    let received = lab.send_dialogs(client, &dialogs)?;
-    let elapsed = started.elapsed();
 
-    let (backends_of, calls_of) = dialogs_by_backend(&received);
-    let split = backends_of.values().filter(|set| set.len() > 1).count();
-    let total_weight: u32 = WEIGHTS.iter().sum();
     println!(
-        "== {} of {} messages arrived in {:.2} s; {} of {calls} calls stayed on one backend",
-        received.len(),
-        calls * 3,
-        elapsed.as_secs_f64(),
-        backends_of.len() - split
+        "== sipp in {}: {calls} calls (INVITE, 200, ACK, BYE, 200) at {CALL_RATE}/s to the VIP {vip}",
+        lab.lab().client().netns().name()
     );
-    for (number, weight) in (1..).zip(WEIGHTS) {
-        let got = calls_of.get(&number).copied().unwrap_or(0);
-        println!(
-            "   backend {number}: {got:>6} calls ({:5.1}%, weight share {:5.1}%)",
-            100.0 * got as f64 / calls as f64,
-            100.0 * f64::from(weight) / f64::from(total_weight)
-        );
+    let sipp = lab.start_sipp("demo", calls, CALL_RATE)?;
+    let (report, spread) = lab.finish_sipp("demo", sipp)?;
+    print_calls(&report, &spread);
+
+    let logged = lab.kamailio_requests().len() as f64;
+    let query = "sipxdp_backend_packets_total{vip=\"lab\"}";
+    // Prometheus scrapes every second: wait until it has seen every request the
+    // Kamailios logged, bounded.
+    let mut series = Vec::new();
+    wait_until(Instant::now() + Duration::from_secs(10), || {
+        series = lab.query(&prometheus, query).unwrap_or_default();
+        series.iter().map(|(_, value)| value).sum::<f64>() >= logged
+    });
+    println!("== Prometheus: {query} (the Kamailios logged {logged} requests)");
+    for (labels, value) in &series {
+        println!("   backend {}: {value} packets", labels["backend"]);
     }
-    let client_seen = received.iter().all(|message| message.peer == client);
-    println!("   backends saw the client's own address and port: {client_seen}");
+
+    faults(&mut lab)?;
 
     if keep {
         explore(&lab)?;
@@ -141,22 +146,156 @@ fn demo(keep: bool, calls: usize) -> anyhow::Result<()> {
         "the program is still attached after sipxdp detach"
     );
     let forwarded = forwarded(&counters, "lab");
-    let by_table = counted(&counters, "lab", "forwarded", "call_id").unwrap_or(0);
     println!(
-        "== sipxdp forwarded {forwarded} messages in XDP ({by_table} placed by the Maglev \
-         table, {} by their dialog); the client sent {}, the backends got {}",
-        forwarded - by_table,
-        calls * 3,
-        received.len()
-    );
-    ensure!(
-        forwarded == (calls * 3) as u64,
-        "sipxdp's count differs from what was sent"
+        "== sipxdp forwarded {forwarded} messages in XDP, faults and retransmissions included"
     );
     println!("== nothing left attached; removing the lab");
-    ensure!(split == 0, "{split} calls were split across backends");
-    ensure!(client_seen, "a backend saw another source than the client");
+    ensure!(
+        report.failed == 0 && report.successful == u64::from(calls),
+        "{} of {calls} calls failed",
+        u64::from(calls) - report.successful
+    );
+    ensure!(
+        spread.split.is_empty(),
+        "{} calls were split across backends",
+        spread.split.len()
+    );
     Ok(())
+}
+
+/// Calls of each fault run (5 s at [`CALL_RATE`]) ...
+const FAULT_CALLS: u32 = 1_500;
+/// ... and how many sipp has placed when the fault strikes.
+const FAULT_AFTER: u64 = 300;
+
+/// A fault injected while sipp places calls.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// Kamailio on backend 3 stops (SIGTERM); it is started again afterwards.
+    StopBackend,
+    /// `kill -9` of the daemon, then a new one (the program stays attached meanwhile).
+    RestartDaemon,
+    /// The configuration's weights change from 1:2:1 to 1:1:1 and the daemon reloads
+    /// (SIGHUP); the weights are put back afterwards.
+    ReloadWeights,
+}
+
+impl Fault {
+    fn describe(self) -> &'static str {
+        match self {
+            Fault::StopBackend => "Kamailio on backend 3 stopped",
+            Fault::RestartDaemon => "sipxdp killed (-9) and started again",
+            Fault::ReloadWeights => "weights reloaded from 1:2:1 to 1:1:1",
+        }
+    }
+}
+
+/// Each fault in turn under a run of sipp calls, with the calls that failed. A stopped
+/// backend fails its calls in progress and those placed before the health checks mark it
+/// down; a restart or a reload should fail none.
+fn faults(lab: &mut DaemonLab) -> anyhow::Result<()> {
+    println!(
+        "== faults under load: {FAULT_CALLS} calls at {CALL_RATE}/s for each, the fault after \
+         {FAULT_AFTER} calls"
+    );
+    for (index, fault) in [
+        Fault::StopBackend,
+        Fault::RestartDaemon,
+        Fault::ReloadWeights,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let tag = format!("fault{index}");
+        let sipp = lab.start_sipp(&tag, FAULT_CALLS, CALL_RATE)?;
+        let placing = wait_until(Instant::now() + Duration::from_secs(10), || {
+            sipp.created_so_far() >= FAULT_AFTER
+        });
+        ensure!(placing, "sipp did not get going:\n{}", sipp.output());
+        strike(lab, fault)?;
+        let (report, _) = lab.finish_sipp(&tag, sipp)?;
+        println!(
+            "   {}: {} of {} calls failed ({} retransmissions)",
+            fault.describe(),
+            report.failed,
+            report.created,
+            report.retransmissions
+        );
+        recover(lab, fault)?;
+    }
+    Ok(())
+}
+
+fn strike(lab: &mut DaemonLab, fault: Fault) -> anyhow::Result<()> {
+    match fault {
+        Fault::StopBackend => lab.stop_kamailio(3),
+        Fault::RestartDaemon => {
+            lab.kill_daemon()?;
+            lab.restart_daemon()
+        }
+        Fault::ReloadWeights => {
+            lab.write_config(&[1, 1, 1])?;
+            lab.reload()
+        }
+    }
+}
+
+fn recover(lab: &mut DaemonLab, fault: Fault) -> anyhow::Result<()> {
+    match fault {
+        Fault::StopBackend => {
+            let up = format!(
+                "{}:{SIP_PORT} of VIP lab is up",
+                lab.lab().backends()[2].iface().ipv4()
+            );
+            let before = lab.daemon_log().matches(&up).count();
+            lab.start_kamailio(3)?;
+            let back = wait_until(Instant::now() + Duration::from_secs(10), || {
+                lab.daemon_log().matches(&up).count() > before
+            });
+            ensure!(back, "backend 3 did not come back:\n{}", lab.daemon_log());
+            Ok(())
+        }
+        Fault::RestartDaemon => Ok(()),
+        Fault::ReloadWeights => {
+            lab.write_config(&WEIGHTS)?;
+            lab.reload()
+        }
+    }
+}
+
+/// The summary of a sipp run: sipp's counts, each backend's share and the setup times.
+fn print_calls(report: &SippReport, spread: &CallSpread) {
+    println!(
+        "== calls: {} attempted, {} completed, {} failed ({} retransmissions)",
+        report.created, report.successful, report.failed, report.retransmissions
+    );
+    let total_weight: u32 = WEIGHTS.iter().sum();
+    for (number, weight) in (1..).zip(WEIGHTS) {
+        let got = spread.calls_of.get(&number).copied().unwrap_or(0);
+        println!(
+            "   backend {number}: {got:>6} calls ({:5.1}%, weight share {:5.1}%) in its Kamailio log",
+            100.0 * got as f64 / spread.calls.max(1) as f64,
+            100.0 * f64::from(weight) / f64::from(total_weight)
+        );
+    }
+    println!(
+        "   every call stayed on one backend: {} ({} of {} calls split)",
+        spread.split.is_empty(),
+        spread.split.len(),
+        spread.calls
+    );
+    let percentile = |p| {
+        report
+            .setup_percentile(p)
+            .map_or("-".to_owned(), |ms| format!("{ms} ms"))
+    };
+    println!(
+        "   call setup (INVITE to 200 OK, sipp, whole ms): p50 {}, p90 {}, p99 {}, max {}",
+        percentile(50.0),
+        percentile(90.0),
+        percentile(99.0),
+        percentile(100.0)
+    );
 }
 
 /// Prints how to look around and waits for Ctrl-C.
@@ -180,9 +319,16 @@ fn explore(lab: &DaemonLab) -> anyhow::Result<()> {
         socket.display()
     );
     println!(
-        "   sipp -sn uac -m 10 -i {} {}   # in: ip netns exec {client} ...",
+        "   ip netns exec {client} sipp -sn uac -m 10 -p 5090 -i {} {}",
         lab.lab().client().iface().ipv4(),
         lab.vip()
+    );
+    println!(
+        "   tail -f {}/kamailio-*.log   # each backend's requests",
+        lab.directory().display()
+    );
+    println!(
+        "   ip netns exec {balancer} curl -s 'http://127.0.0.1:9090/api/v1/query?query=sipxdp_backend_packets_total'"
     );
     let stop = Arc::new(AtomicBool::new(false));
     let flag = Arc::clone(&stop);
