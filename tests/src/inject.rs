@@ -144,7 +144,7 @@ impl PacketSocket {
             if len < 0 {
                 bail!("receiving a frame: {}", io::Error::last_os_error());
             }
-            if from.sll_pkttype != libc::PACKET_OUTGOING as u8 {
+            if from.sll_pkttype != libc::PACKET_OUTGOING {
                 return Ok(Some(buffer[..len as usize].to_vec()));
             }
         }
