@@ -31,6 +31,8 @@ pub trait ScanLimits {
     const BLANK_WORDS: usize;
     /// Longest Call-ID value in bytes.
     const CALL_ID_MAX: usize;
+    /// Bytes of a User-Agent value searched for a drop-list pattern (`crate::scanner`).
+    const USER_AGENT_MAX: usize;
 }
 
 /// What the kernel program scans: a header section that ends in the first 1,536 bytes of
@@ -45,6 +47,7 @@ impl ScanLimits for KernelLimits {
     const STEPS: usize = 96;
     const BLANK_WORDS: usize = 2;
     const CALL_ID_MAX: usize = 256;
+    const USER_AGENT_MAX: usize = 32;
 }
 
 /// What the userspace slow path scans: any UDP datagram in full.
@@ -56,6 +59,7 @@ impl ScanLimits for MessageLimits {
     const STEPS: usize = 65_536;
     const BLANK_WORDS: usize = 65_536 / 8;
     const CALL_ID_MAX: usize = 65_536;
+    const USER_AGENT_MAX: usize = 65_536;
 }
 
 /// A located Call-ID: where its trimmed value lies in the payload, and its hash.

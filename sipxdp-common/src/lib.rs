@@ -11,11 +11,13 @@ pub mod callid;
 pub mod connection;
 #[cfg(any(test, feature = "corpus"))]
 pub mod corpus;
+pub mod flood;
 pub mod hash;
 #[cfg(feature = "alloc")]
 pub mod maglev;
 pub mod maps;
 pub mod outcome;
 pub mod payload;
+pub mod scanner;
 pub mod swar;
 pub mod wire;

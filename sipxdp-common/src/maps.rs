@@ -42,6 +42,8 @@ pub mod names {
     pub const FRAGMENTS: &str = "FRAGMENTS";
     pub const NAT_RETURNS: &str = "NAT_RETURNS";
     pub const CONNECTIONS: &str = "CONNECTIONS";
+    pub const FLOOD: &str = "FLOOD";
+    pub const FLOOD_SOURCES: &str = "FLOOD_SOURCES";
 }
 
 /// The `protocol` of a [`VipKey`]: IANA protocol numbers.
@@ -123,6 +125,10 @@ pub const VIP_DROP_NOT_SIP: u32 = 1 << 1;
 /// `VipConfig::flags`: NAT mode: rewrite the destination to the backend and route it,
 /// instead of direct server return.
 pub const VIP_NAT: u32 = 1 << 2;
+/// `VipConfig::flags`: apply the VIP's per-source rate limit (`FLOOD`, `FLOOD_SOURCES`).
+pub const VIP_RATE_LIMIT: u32 = 1 << 3;
+/// `VipConfig::flags`: drop messages whose User-Agent is on the VIP's list (`FLOOD`).
+pub const VIP_DROP_USER_AGENTS: u32 = 1 << 4;
 
 /// What the program needs to know about a VIP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -111,6 +111,10 @@ reasons! {
     TcpConnection = 23 => "tcp_connection",
     /// A TCP segment sent to the backend remembered for its connection (`CONNECTIONS`).
     TcpEstablished = 24 => "tcp_established",
+    /// Over its VIP's per-source rate limit (`rate_limit`, `rate_burst`): dropped in XDP.
+    RateLimited = 25 => "rate_limited",
+    /// A User-Agent on its VIP's drop list (`drop_user_agents`): dropped.
+    Scanner = 26 => "scanner",
 }
 
 impl From<Unplaceable> for Reason {

@@ -7,6 +7,7 @@
 #![feature(asm_experimental_arch)]
 
 mod barrier;
+mod flood;
 mod maps;
 mod nat;
 mod packet;

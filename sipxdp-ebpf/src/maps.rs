@@ -6,6 +6,7 @@ use aya_ebpf::{
     macros::btf_map,
 };
 use sipxdp_common::{
+    flood::{DEFAULT_FLOOD_SOURCES, FloodConfig, SourceKey, TokenBucket},
     maps::{
         Backend, Counter, DEFAULT_CONNECTION_ENTRIES, DEFAULT_DIALOG_ENTRIES,
         DEFAULT_FRAGMENT_ENTRIES, FragmentKey, FragmentTarget, MAX_BACKENDS, MAX_NAT_RETURNS,
@@ -91,3 +92,15 @@ pub static NAT_RETURNS: HashMap<VipKey, NatReturn, { MAX_NAT_RETURNS as usize }>
 /// Per-CPU room for the `bpf_fib_lookup` argument, off the program's stack.
 #[btf_map]
 pub static FIB_LOOKUP: PerCpuArray<FibLookup, 1> = PerCpuArray::new();
+
+/// Flood protection per VIP slot: the rate limit and the User-Agent drop list, used when
+/// the VIP's flags say so. Written by the daemon.
+#[btf_map]
+pub static FLOOD: Array<FloodConfig, { MAX_VIPS as usize }> = Array::new();
+
+/// A token bucket per (source address, VIP) of the VIPs with a rate limit. The daemon
+/// sizes it from the config; the least recently used source is forgotten when full (and
+/// starts again with a full bucket).
+#[btf_map]
+pub static FLOOD_SOURCES: LruHashMap<SourceKey, TokenBucket, { DEFAULT_FLOOD_SOURCES as usize }> =
+    LruHashMap::new();

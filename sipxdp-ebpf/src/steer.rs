@@ -12,14 +12,16 @@ use sipxdp_common::{
     maps::{
         BACKEND_IN_SERVICE, Backend, FRAGMENTS_TO_STACK, FragmentKey, FragmentTarget, MAGLEV_EMPTY,
         PROTOCOL_TCP, PROTOCOL_UDP, Placement, PlacementKey, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP,
-        VIP_NAT, VIP_PROBES, VIP_TABLE_ENTRIES, VipConfig, VipKey, table_entry,
+        VIP_DROP_USER_AGENTS, VIP_NAT, VIP_PROBES, VIP_RATE_LIMIT, VIP_TABLE_ENTRIES, VipConfig,
+        VipKey, table_entry,
     },
     outcome::{Action, NO_VIP, Reason, counter_index},
     payload::Payload as _,
 };
 
 use crate::{
-    barrier::pin,
+    barrier::{detach, pin},
+    flood,
     maps::{
         BACKEND_COUNTERS, BACKENDS, CONNECTIONS, COUNTERS, DIALOGS, FRAGMENT_KEY, FRAGMENTS,
         MAGLEV, NAT_RETURNS, SCRATCH, SETTINGS, TX_PORTS, VIPS,
@@ -128,6 +130,14 @@ fn find_vip(key: &VipKey) -> Option<VipConfig> {
 /// Steers a datagram sent to a UDP VIP.
 #[inline(always)]
 fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Verdict {
+    // The flood flags are tested on a detached copy: a test of `vip.flags` itself would
+    // teach the verifier a bit of it, and the Call-ID scan would be verified once per
+    // combination of the flood flags instead of once.
+    let flood_flags = detach((vip.flags & (VIP_RATE_LIMIT | VIP_DROP_USER_AGENTS)) as usize);
+    // Before the payload is read: a flood's excess costs a map lookup, not a scan.
+    if flood_flags & VIP_RATE_LIMIT as usize != 0 && !flood::admit(frame, udp, vip) {
+        return Verdict::drop(Reason::RateLimited);
+    }
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         return Verdict::pass(Reason::Malformed);
     };
@@ -158,6 +168,14 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
         }
         Err(reason) => return Verdict::pass(reason.into()),
     };
+    // After the Call-ID scan, on placeable messages only: the scanner's exits then meet
+    // the short placement code, not the scan, which the verifier would check once per
+    // exit. What is passed reaches the slow path, which drops scanners itself.
+    if flood_flags & VIP_DROP_USER_AGENTS as usize != 0
+        && flood::from_scanner(ctx, udp, scratch as *mut u64, vip)
+    {
+        return Verdict::drop(Reason::Scanner);
+    }
     let placed = if dialog_idle_ns == 0 {
         from_table(vip, call_id.hash).map(|(slot, backend)| (slot, backend, Reason::CallId))
     } else {

@@ -16,6 +16,7 @@ use aya::{
     },
 };
 use sipxdp_common::{
+    flood::FloodConfig,
     maps::{
         Backend, Counter, MAGLEV_EMPTY, MAGLEV_TABLE_ENTRIES, MaglevTable, NatReturn, Placement,
         PlacementKey, Settings, VIP_PROBES, VIP_REMOVED_PROTOCOL, VIP_TABLE_ENTRIES, VipConfig,
@@ -107,6 +108,9 @@ pub struct LoadOptions {
     /// Entries of the `CONNECTIONS` map (`None`: `DEFAULT_CONNECTION_ENTRIES`), 96 bytes
     /// each, like `DIALOGS`.
     pub connection_entries: Option<u32>,
+    /// Entries of the `FLOOD_SOURCES` map (`None`: `DEFAULT_FLOOD_SOURCES`), about 100
+    /// bytes each, allocated at load.
+    pub flood_sources: Option<u32>,
     /// Where the stateful maps are pinned (`None`: not pinned). Maps already pinned there
     /// are reused, so a new daemon takes over the tables, dialogs and counters of the one
     /// before.
@@ -247,6 +251,9 @@ impl Dataplane {
         }
         if let Some(entries) = options.connection_entries {
             loader.map_max_entries(names::CONNECTIONS, entries);
+        }
+        if let Some(entries) = options.flood_sources {
+            loader.map_max_entries(names::FLOOD_SOURCES, entries);
         }
         let maps_dir = options.pins.as_ref().map(Pins::maps);
         if let Some(directory) = &maps_dir {
@@ -507,6 +514,15 @@ impl Dataplane {
             )))
     }
 
+    /// Writes the flood protection of VIP slot `slot` (`FLOOD`).
+    pub fn set_flood(&mut self, slot: u32, flood: &FloodConfig) -> Result<(), DataplaneError> {
+        let mut array: Array<_, FloodConfig> =
+            Array::try_from(self.map_mut(names::FLOOD)?).map_err(map_error("opening FLOOD"))?;
+        array
+            .set(slot, flood, 0)
+            .map_err(map_error(format!("writing FLOOD slot {slot}")))
+    }
+
     /// Makes the maps hold `plan`, given that they hold `previous`: writes what changed,
     /// in an order that never lets a table point at a backend slot not yet written.
     pub fn apply(&mut self, plan: &Plan, previous: &Plan) -> Result<(), DataplaneError> {
@@ -517,6 +533,10 @@ impl Dataplane {
         }
         for vip in &plan.vips {
             let before = previous.vips.iter().find(|old| old.key == vip.key);
+            // Before the entry: its flags may turn the protection on.
+            if before.map(|old| &old.flood) != Some(&vip.flood) {
+                self.set_flood(vip.entry.slot, &vip.flood)?;
+            }
             if before.map(|old| &old.entry) != Some(&vip.entry) {
                 self.set_vip(&vip.key, &vip.entry)?;
             }

@@ -9,11 +9,12 @@ use std::{
 };
 
 use sipxdp_common::{
+    flood::{FloodConfig as FloodEntry, RateLimit, UserAgentPatterns},
     maglev::{MaglevBackend, MaglevError, build_table},
     maps::{
         Address, BACKEND_IN_SERVICE, Backend, MAX_BACKENDS, MAX_VIPS, NatReturn, PROTOCOL_TCP,
-        PROTOCOL_UDP, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_NAT, VipConfig as VipMapEntry,
-        VipKey, ipv4_mapped,
+        PROTOCOL_UDP, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_DROP_USER_AGENTS, VIP_NAT,
+        VIP_RATE_LIMIT, VipConfig as VipMapEntry, VipKey, ipv4_mapped,
     },
 };
 use thiserror::Error;
@@ -27,6 +28,9 @@ pub enum PlanError {
     TooManyVips,
     #[error("more than {MAX_BACKENDS} backends")]
     TooManyBackends,
+    /// Validation keeps these within the kernel's bounds; reaching this is a bug.
+    #[error("the flood protection of VIP {vip} is beyond what the kernel holds")]
+    Flood { vip: String },
     #[error("building the Maglev table of VIP {vip}: {source}")]
     Table {
         vip: String,
@@ -154,6 +158,8 @@ pub struct VipPlan {
     pub entry: VipMapEntry,
     /// The Maglev table: backend slots; empty when no backend can take calls.
     pub table: Vec<u16>,
+    /// Its `FLOOD` entry, in force where `entry.flags` says.
+    pub flood: FloodEntry,
 }
 
 /// What the maps should hold.
@@ -307,6 +313,8 @@ pub fn plan(
         if vip.non_sip == Policy::Drop {
             flags |= VIP_DROP_NOT_SIP;
         }
+        let (flood_flags, flood) = flood(vip)?;
+        flags |= flood_flags;
         plan.vips.push(VipPlan {
             name: vip.name.clone(),
             key,
@@ -317,9 +325,30 @@ pub fn plan(
                 generation: 0,
             },
             table,
+            flood,
         });
     }
     Ok(plan)
+}
+
+/// The VIP's flood protection flags and its `FLOOD` entry.
+fn flood(vip: &VipConfig) -> Result<(u32, FloodEntry), PlanError> {
+    let beyond = || PlanError::Flood {
+        vip: vip.name.clone(),
+    };
+    let mut flags = 0;
+    let mut entry = FloodEntry::default();
+    if let Some(limit) = vip.flood.rate_limit {
+        entry.rate_limit =
+            RateLimit::new(u64::from(limit.rate), u64::from(limit.burst)).ok_or_else(beyond)?;
+        flags |= VIP_RATE_LIMIT;
+    }
+    if !vip.flood.drop_user_agents.is_empty() {
+        let patterns = vip.flood.drop_user_agents.iter().map(String::as_bytes);
+        entry.user_agents = UserAgentPatterns::new(patterns).ok_or_else(beyond)?;
+        flags |= VIP_DROP_USER_AGENTS;
+    }
+    Ok((flags, entry))
 }
 
 #[cfg(test)]

@@ -21,6 +21,8 @@ pub const CLIENT_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x10
 #[derive(Clone, Debug)]
 pub struct FrameSpec {
     pub vlans: [Option<u16>; 2],
+    /// The sender; `None`: the client of the destination's family ([`client_address`]).
+    pub source: Option<IpAddr>,
     pub destination: IpAddr,
     pub destination_port: u16,
     pub ipv4_options: Vec<u8>,
@@ -32,6 +34,7 @@ impl Default for FrameSpec {
     fn default() -> Self {
         Self {
             vlans: [None, None],
+            source: None,
             destination: IpAddr::V4(VIP),
             destination_port: 5060,
             ipv4_options: Vec::new(),
@@ -56,7 +59,9 @@ fn udp_datagram<'a>(spec: &'a FrameSpec, payload: &'a [u8]) -> UdpFrame<'a> {
             vlans: spec.vlans,
             ethertype: 0,
         },
-        source: client_address(spec.destination),
+        source: spec
+            .source
+            .unwrap_or_else(|| client_address(spec.destination)),
         destination: spec.destination,
         source_port: 5062,
         destination_port: spec.destination_port,

@@ -7,7 +7,7 @@
 //! daemon touches the kernel. Problems are reported as `origin:line:column: message`, all of
 //! them at once where possible, so that one run shows everything to fix.
 //!
-//! The pieces: `parse` reads TOML into raw structs; `validate` and `vips` check them and
+//! The pieces: `parse` reads TOML into raw structs; `validate`, `vips` and `flood` check them and
 //! apply the defaults, with `fields` and `values` for single values; `problems` locates and
 //! collects what is wrong; `file` reads the file safely; `environment` is what all this
 //! asks of the machine.
@@ -15,6 +15,7 @@
 mod environment;
 mod fields;
 mod file;
+mod flood;
 pub mod model;
 mod parse;
 mod problems;

@@ -19,6 +19,7 @@ pub struct Config {
     pub fragments: FragmentConfig,
     pub tcp: TcpConfig,
     pub slow_path: SlowPathConfig,
+    pub flood: FloodConfig,
     pub vips: Vec<VipConfig>,
 }
 
@@ -136,6 +137,34 @@ pub struct SlowPathConfig {
     pub queue: u32,
 }
 
+/// `[flood]`: what flood protection shares between VIPs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FloodConfig {
+    /// Entries of the (source address, VIP) → token bucket LRU map (`sources`, default
+    /// 65,536), allocated at start whether or not a VIP has a rate limit.
+    pub sources: u32,
+}
+
+/// A VIP's flood protection (UDP VIPs only); the default is off.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VipFlood {
+    /// Messages per second each source may send (`rate_limit`; absent or 0: no limit).
+    pub rate_limit: Option<RateLimitConfig>,
+    /// Substrings of User-Agent values whose messages are dropped (`drop_user_agents`,
+    /// default empty), matched ASCII case-insensitively.
+    pub drop_user_agents: Vec<String>,
+}
+
+/// `rate_limit` and `rate_burst` of a VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Messages per second per source (`rate_limit`).
+    pub rate: u32,
+    /// Messages a source may send at once after a quiet spell (`rate_burst`, default
+    /// twice `rate_limit`; at least `rate_limit`).
+    pub burst: u32,
+}
+
 /// `[[vips]]`: a virtual IP address and port that sipxdp balances.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VipConfig {
@@ -158,6 +187,8 @@ pub struct VipConfig {
     pub unplaceable: UnplaceablePolicy,
     /// Maglev table size (`table_size`, default 65,537; a prime, at most 65,537).
     pub table_size: u32,
+    /// Rate limit and User-Agent drop list (`rate_limit`, `rate_burst`, `drop_user_agents`).
+    pub flood: VipFlood,
     /// The backends (`[[vips.backends]]`, at least one).
     pub backends: Vec<BackendConfig>,
 }
@@ -280,6 +311,12 @@ impl Default for TcpConfig {
             connections: 262_144,
             idle_timeout: Duration::from_secs(3600),
         }
+    }
+}
+
+impl Default for FloodConfig {
+    fn default() -> Self {
+        Self { sources: 65_536 }
     }
 }
 

@@ -27,6 +27,7 @@ pub(super) struct RawConfig {
     pub fragments: RawFragments,
     pub tcp: RawTcp,
     pub slow_path: RawSlowPath,
+    pub flood: RawFlood,
     pub vips: Vec<Spanned<RawVip>>,
 }
 
@@ -99,6 +100,13 @@ pub(super) struct RawSlowPath {
     pub queue: Option<Spanned<i64>>,
 }
 
+/// `[flood]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFlood {
+    pub sources: Option<Spanned<i64>>,
+}
+
 /// `[[vips]]`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -112,6 +120,9 @@ pub(super) struct RawVip {
     pub non_sip: Option<Spanned<String>>,
     pub unplaceable: Option<Spanned<String>>,
     pub table_size: Option<Spanned<i64>>,
+    pub rate_limit: Option<Spanned<i64>>,
+    pub rate_burst: Option<Spanned<i64>>,
+    pub drop_user_agents: Option<Spanned<Vec<Spanned<String>>>>,
     pub backends: Option<Spanned<Vec<Spanned<RawBackend>>>>,
 }
 

@@ -132,6 +132,9 @@ idle_timeout = "2m"
 enabled = false
 queue = 12
 
+[flood]
+sources = 1234
+
 [[vips]]
 name = "tcp-nat"
 address = "203.0.113.10"
@@ -202,6 +205,7 @@ fn every_key_is_read() {
             enabled: false,
             queue: 12,
         },
+        flood: FloodConfig { sources: 1234 },
         vips: vec![VipConfig {
             name: "tcp-nat".into(),
             address: v4(203, 0, 113, 10),
@@ -212,6 +216,7 @@ fn every_key_is_read() {
             non_sip: Policy::Drop,
             unplaceable: UnplaceablePolicy::Fallback,
             table_size: 101,
+            flood: VipFlood::default(),
             backends: vec![
                 BackendConfig {
                     address: v4(203, 0, 113, 21),
@@ -308,6 +313,7 @@ fn defaults() {
             non_sip: Policy::Pass,
             unplaceable: UnplaceablePolicy::Drop,
             table_size: 65_537,
+            flood: VipFlood::default(),
             backends: vec![BackendConfig {
                 address: v4(198, 51, 100, 21),
                 port: 5060,
@@ -830,7 +836,7 @@ fn display_is_origin_line_column_message() {
     assert_eq!(
         errors.to_string(),
         "/etc/sipxdp.toml:1:1: unknown field `colour`, expected one of `daemon`, `metrics`, \
-         `interfaces`, `health_check`, `sticky`, `fragments`, `tcp`, `slow_path`, `vips`"
+         `interfaces`, `health_check`, `sticky`, `fragments`, `tcp`, `slow_path`, `flood`, `vips`"
     );
 }
 
@@ -960,4 +966,116 @@ fn parse_never_panics() {
     ] {
         assert!(parse(garbage, "garbage", &ENV).is_err());
     }
+}
+
+#[test]
+fn flood_protection_is_off_by_default_and_read_per_vip() {
+    let config = parse_ok(&format!("{BASE}{VIP}"));
+    assert_eq!(config.flood, FloodConfig { sources: 65_536 });
+    assert_eq!(config.vips[0].flood, VipFlood::default());
+    let vip = VIP.replacen(
+        "\n[[vips.backends]]",
+        "\nrate_limit = 200\nrate_burst = 400\n\
+         drop_user_agents = [\"friendly-scanner\", \"sipvicious\", \"sipcli\"]\n\
+         [[vips.backends]]",
+        1,
+    );
+    let config = parse_ok(&format!("{BASE}{vip}"));
+    assert_eq!(
+        config.vips[0].flood,
+        VipFlood {
+            rate_limit: Some(RateLimitConfig {
+                rate: 200,
+                burst: 400
+            }),
+            drop_user_agents: vec![
+                "friendly-scanner".into(),
+                "sipvicious".into(),
+                "sipcli".into()
+            ],
+        }
+    );
+    // The burst defaults to twice the rate; a rate of 0 is no limit.
+    let doubled = VIP.replacen(
+        "\n[[vips.backends]]",
+        "\nrate_limit = 50\n[[vips.backends]]",
+        1,
+    );
+    let config = parse_ok(&format!("{BASE}{doubled}"));
+    assert_eq!(
+        config.vips[0].flood.rate_limit,
+        Some(RateLimitConfig {
+            rate: 50,
+            burst: 100
+        })
+    );
+    let zero = VIP.replacen(
+        "\n[[vips.backends]]",
+        "\nrate_limit = 0\n[[vips.backends]]",
+        1,
+    );
+    assert_eq!(
+        parse_ok(&format!("{BASE}{zero}")).vips[0].flood.rate_limit,
+        None
+    );
+}
+
+#[test]
+fn bad_flood_settings_are_refused_where_they_are() {
+    let with = |lines: &str| {
+        let vip = VIP.replacen(
+            "\n[[vips.backends]]",
+            &format!("\n{lines}\n[[vips.backends]]"),
+            1,
+        );
+        format!("{BASE}{vip}")
+    };
+    // The VIP's keys start on line 5.
+    refused(
+        &with("rate_limit = 200\nrate_burst = 100"),
+        &[(6, 14, "rate_burst 100 is below rate_limit 200")],
+    );
+    refused(
+        &with("rate_burst = 100"),
+        &[(5, 14, "rate_burst needs a rate_limit")],
+    );
+    refused(
+        &with("rate_limit = 20000000"),
+        &[(5, 14, "rate_limit must be at most 10000000")],
+    );
+    refused(
+        &with("rate_limit = -1"),
+        &[(5, 14, "rate_limit must be at least 0")],
+    );
+    refused(
+        &with("drop_user_agents = [\"\", \"sipcli\"]"),
+        &[(5, 21, "must not be empty")],
+    );
+    refused(
+        &with(&format!("drop_user_agents = [\"{}\"]", "x".repeat(33))),
+        &[(5, 21, "is 33 bytes; the kernel matches at most 32")],
+    );
+    refused(
+        &with("drop_user_agents = [\"a\\r\\nb\"]"),
+        &[(5, 21, "control character")],
+    );
+    refused(
+        &with(r#"drop_user_agents = ["1", "2", "3", "4", "5", "6", "7", "8", "9"]"#),
+        &[(5, 20, "has 9 patterns; the kernel matches at most 8")],
+    );
+    refused(
+        &format!(
+            "{BASE}{}",
+            VIP.replacen(
+                "\n[[vips.backends]]",
+                "\nprotocol = \"tcp\"\nrate_limit = 10\n[[vips.backends]]",
+                1,
+            )
+        ),
+        &[(6, 14, "rate_limit applies to UDP VIPs only")],
+    );
+    refused(
+        "[flood]\nsources = 0\n[[interfaces]]\nname = \"eth0\"\n",
+        &[(2, 11, "[flood] sources must be at least 1")],
+    );
 }

@@ -8,6 +8,7 @@ use std::{collections::HashMap, ops::Range};
 use super::{
     Environment,
     fields::{self, duplicate},
+    flood,
     model::{
         Config, DaemonConfig, FragmentConfig, HealthCheckConfig, InterfaceConfig, LogLevel,
         MetricsConfig, SlowPathConfig, StickyConfig, TcpConfig, XdpMode,
@@ -54,6 +55,7 @@ pub(super) fn config(raw: &RawConfig, env: &dyn Environment, problems: &mut Prob
         fragments: fragments(&raw.fragments, problems),
         tcp: tcp(&raw.tcp, problems),
         slow_path: slow_path(&raw.slow_path, problems),
+        flood: flood::section(&raw.flood, problems),
         vips: vips::vips(&raw.vips, problems),
     }
 }

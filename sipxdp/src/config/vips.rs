@@ -18,6 +18,7 @@ use toml::Spanned;
 
 use super::{
     fields::{self, duplicate},
+    flood,
     model::{
         AdminState, BackendConfig, ForwardingMode, Policy, Protocol, UnplaceablePolicy, VipConfig,
     },
@@ -209,6 +210,7 @@ fn vip(raw_vip: &Spanned<RawVip>, problems: &mut Problems) -> Option<VipConfig> 
         UNPLACEABLE,
         UnplaceablePolicy::Drop,
     );
+    let flood = flood::vip(raw, protocol, problems);
     Some(VipConfig {
         name: name?,
         address: address?,
@@ -219,6 +221,7 @@ fn vip(raw_vip: &Spanned<RawVip>, problems: &mut Problems) -> Option<VipConfig> 
         non_sip,
         unplaceable,
         table_size,
+        flood,
         backends,
     })
 }

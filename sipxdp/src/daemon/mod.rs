@@ -21,8 +21,11 @@ use std::{
 };
 
 use anyhow::{Context as _, anyhow, bail};
-use sipxdp_common::maps::{
-    FragmentKey, FragmentTarget, Placement, PlacementKey, Settings as KernelSettings, names,
+use sipxdp_common::{
+    flood::{SourceKey, TokenBucket},
+    maps::{
+        FragmentKey, FragmentTarget, Placement, PlacementKey, Settings as KernelSettings, names,
+    },
 };
 use tokio::{
     io::unix::AsyncFd,
@@ -260,10 +263,11 @@ impl Daemon {
         if config.sticky.entries != self.config.sticky.entries
             || config.fragments.entries != self.config.fragments.entries
             || config.tcp.connections != self.config.tcp.connections
+            || config.flood.sources != self.config.flood.sources
         {
             log::warn!(
-                "[sticky] entries, [fragments] entries or [tcp] connections changed; map \
-                 sizes change when sipxdp restarts"
+                "[sticky] entries, [fragments] entries, [tcp] connections or [flood] sources \
+                 changed; map sizes change when sipxdp restarts"
             );
         }
         if kernel_settings(&config) != kernel_settings(&self.config) {
@@ -379,6 +383,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         dialog_entries: Some(config.sticky.entries),
         fragment_entries: Some(config.fragments.entries),
         connection_entries: Some(config.tcp.connections),
+        flood_sources: Some(config.flood.sources),
         pins: Some(pins.clone()),
     })?;
     // Pinned maps may hold a previous daemon's backends and dialogs: slots handed out from
@@ -417,6 +422,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             names::FRAGMENTS,
             dataplane.lru_map_copy(names::FRAGMENTS)?,
             config.fragments.entries,
+        )?,
+        Counted::lru::<SourceKey, TokenBucket>(
+            names::FLOOD_SOURCES,
+            dataplane.lru_map_copy(names::FLOOD_SOURCES)?,
+            config.flood.sources,
         )?,
     ]);
     let mut daemon = Daemon {

@@ -10,10 +10,12 @@ use std::{
 
 use sipxdp_common::{
     callid::{MessageLimits, Unplaceable, locate},
+    flood::UserAgentPatterns,
     hash::xxh64_bytes,
     maps::{BACKEND_IN_SERVICE, Backend, MAGLEV_EMPTY, Placement, PlacementKey, table_entry},
     outcome::Reason,
     payload::SlicePayload,
+    scanner::is_scanner,
 };
 
 use super::outcome::{Cause, Outcome};
@@ -45,6 +47,8 @@ pub struct VipView {
     pub keep_alive: Policy,
     pub non_sip: Policy,
     pub unplaceable: UnplaceablePolicy,
+    /// The User-Agent drop list, as published to the kernel (`FLOOD`); empty for none.
+    pub user_agents: UserAgentPatterns,
     /// The live Maglev table, as published to the kernel; empty without backends.
     pub table: Vec<u16>,
 }
@@ -68,6 +72,7 @@ impl View {
                     keep_alive: vip.keep_alive,
                     non_sip: vip.non_sip,
                     unplaceable: vip.unplaceable,
+                    user_agents: planned.flood.user_agents,
                     table: planned.table.clone(),
                 };
                 Some((address, view))
@@ -117,7 +122,13 @@ pub fn decide(
     let Some(vip) = view.vips.get(&vip) else {
         return Decision::Drop(Cause::Kernel(Reason::NotVip));
     };
-    let unplaceable = match locate::<_, MessageLimits>(&SlicePayload(message), view.hash_seed) {
+    // The kernel reads the first bytes of the first User-Agent line of a header section
+    // within its window; a scanner that hides beyond them, or in fragments, lands here.
+    let payload = SlicePayload(message);
+    if is_scanner::<_, MessageLimits>(&payload, &vip.user_agents) {
+        return Decision::Drop(Cause::Kernel(Reason::Scanner));
+    }
+    let unplaceable = match locate::<_, MessageLimits>(&payload, view.hash_seed) {
         Ok(call_id) => {
             return match place(view, vip, call_id.hash, dialogs, now_ns) {
                 Some((backend, reason)) => Decision::Forward {

@@ -22,7 +22,8 @@ use anyhow::{Context as _, Result, bail, ensure};
 use clap::Parser;
 use sipxdp::dataplane::{Dataplane, LoadOptions};
 use sipxdp_common::{
-    maps::{DEFAULT_DIALOG_ENTRIES, Settings, VIP_NAT},
+    flood::{FloodConfig, MAX_BURST, MAX_RATE, RateLimit, UserAgentPatterns},
+    maps::{DEFAULT_DIALOG_ENTRIES, Settings, VIP_DROP_USER_AGENTS, VIP_NAT, VIP_RATE_LIMIT},
     outcome::{Action, NO_VIP, Reason},
     wire::{build::UdpFrame, ethernet},
 };
@@ -69,6 +70,7 @@ const NAT_INVITE: &str = "typical INVITE, NAT to its backend";
 const NAT_RETURN: &str = "200 OK from a NAT backend, source to the VIP";
 const TCP_ESTABLISHED: &str = "TCP segment of a known connection (the typical INVITE)";
 const TCP_SYN: &str = "TCP SYN of a new connection";
+const FLOOD_INVITE: &str = "typical INVITE, rate limit and 3 User-Agent patterns on";
 /// One-run calls per round of a [`Group::SingleRuns`] case.
 const SINGLE_RUNS: usize = 20_000;
 /// Repeats of the untimed warm-up run of each frame.
@@ -146,6 +148,9 @@ struct Setup {
     full_dialogs: bool,
     /// TCP VIPs on the UDP VIPs' addresses and port, over the same table.
     tcp: bool,
+    /// Flood protection on the IPv4 VIP: a rate limit too high for the timed runs to
+    /// reach (so each run pays for its bucket and passes) and the scanners.
+    flood: bool,
 }
 
 impl Setup {
@@ -158,6 +163,7 @@ impl Setup {
             nat: false,
             full_dialogs: false,
             tcp: false,
+            flood: false,
         }
     }
 
@@ -173,8 +179,9 @@ impl Setup {
             ""
         };
         let tcp = if self.tcp { ", TCP VIPs" } else { "" };
+        let flood = if self.flood { ", flood protection" } else { "" };
         format!(
-            "{} backends, {mode}, {stickiness}{full}{tcp}",
+            "{} backends, {mode}, {stickiness}{full}{tcp}{flood}",
             self.backends
         )
     }
@@ -245,8 +252,14 @@ impl Programs {
                 nat_returns: u32::from(setup.nat),
                 ..Settings::default()
             };
-            let flags = if setup.nat { VIP_NAT } else { 0 };
+            let mut flags = if setup.nat { VIP_NAT } else { 0 };
+            if setup.flood {
+                flags |= VIP_RATE_LIMIT | VIP_DROP_USER_AGENTS;
+            }
             let table = fixture::configure(&mut dataplane, &settings, flags, setup.backends)?;
+            if setup.flood {
+                dataplane.set_flood(VIP_SLOT, &bench_flood()?)?;
+            }
             if setup.nat {
                 routed::prepare_nat(&mut dataplane, false)?;
             }
@@ -718,6 +731,13 @@ fn cases() -> Result<Vec<Case>> {
             },
             ..case(messages, FULL_DIALOGS_INVITE, &to_vip, &invite, forwarded())
         },
+        Case {
+            setup: Setup {
+                flood: true,
+                ..Setup::with_backends(FIXTURE_BACKENDS)
+            },
+            ..case(messages, FLOOD_INVITE, &to_vip, &invite, forwarded())
+        },
         case(
             messages,
             IPV6_INVITE,
@@ -802,6 +822,20 @@ fn cases() -> Result<Vec<Case>> {
         ));
     }
     Ok(cases)
+}
+
+/// The flood protection of [`Setup::flood`]: at the highest rate and burst, a round of
+/// repeats stays within the bucket (10 million a second earns more than the runs use).
+fn bench_flood() -> Result<FloodConfig> {
+    Ok(FloodConfig {
+        rate_limit: RateLimit::new(MAX_RATE, MAX_BURST).context("the highest rate limit")?,
+        user_agents: UserAgentPatterns::new([
+            b"friendly-scanner".as_slice(),
+            b"sipvicious",
+            b"sipcli",
+        ])
+        .context("the scanners' patterns")?,
+    })
 }
 
 /// The message `build` makes with a body that brings it to `len` bytes, or as close below

@@ -316,3 +316,55 @@ fn addresses_round_trip() {
         assert_eq!(ip_address(address_bytes(address)), address);
     }
 }
+
+#[test]
+fn scanners_are_dropped_wherever_their_user_agent_hides() {
+    let guarded = setup(
+        "unplaceable = \"fallback\"\ndrop_user_agents = [\"friendly-scanner\", \"sipcli\"]",
+        &[],
+    );
+    let mut dialogs = Memory::default();
+    let with_user_agent = |padding: usize, user_agent: &str, call_id: bool| {
+        let call_id = if call_id {
+            "Call-ID: scan@203.0.113.7\r\n"
+        } else {
+            ""
+        };
+        format!(
+            "OPTIONS sip:100@198.51.100.100 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.7:5062\r\n\
+             X-Padding: {}\r\n{call_id}User-Agent: {user_agent}\r\n\r\n",
+            "p".repeat(padding)
+        )
+        .into_bytes()
+    };
+    // Beyond the kernel's window, after a long value start, without a Call-ID (which the
+    // fallback policy would otherwise forward): all dropped, counted as scanners.
+    for message in [
+        with_user_agent(3_000, "friendly-scanner", true),
+        with_user_agent(0, &format!("{} sipcli/1.8", "x".repeat(300)), true),
+        with_user_agent(0, "SIPCLI", false),
+    ] {
+        assert_eq!(
+            decide(&guarded.view, vip(), &message, client(1), &mut dialogs, 0),
+            Decision::Drop(Cause::Kernel(Reason::Scanner))
+        );
+    }
+    let ordinary = with_user_agent(3_000, "Kamailio", true);
+    assert!(matches!(
+        decide(&guarded.view, vip(), &ordinary, client(1), &mut dialogs, 0),
+        Decision::Forward { .. }
+    ));
+    // Without a drop list, the same scanner is placed like any message.
+    let open = setup("", &[]);
+    assert!(matches!(
+        decide(
+            &open.view,
+            vip(),
+            &with_user_agent(0, "friendly-scanner", true),
+            client(1),
+            &mut dialogs,
+            0
+        ),
+        Decision::Forward { .. }
+    ));
+}
