@@ -474,6 +474,28 @@ mode = \"{mode}\"
         self.start_daemon()
     }
 
+    /// Runs `sipxdp run` on the lab's configuration in the balancer's namespace, after
+    /// `prefix` (e.g. `setpriv …`), expecting it to refuse: returns what it said.
+    ///
+    /// # Errors
+    ///
+    /// It could not be started, or it did not refuse.
+    pub fn refused_run(&self, prefix: &[&str]) -> anyhow::Result<String> {
+        let binary = sipxdp_binary()?;
+        let config = self.config_path();
+        let mut argv = prefix.to_vec();
+        argv.extend([
+            binary.to_str().context("a UTF-8 path")?,
+            "run",
+            "--config",
+            config.to_str().context("a UTF-8 path")?,
+        ]);
+        match self.lab.balancer().netns().run(&argv) {
+            Ok(_) => bail!("sipxdp run did not refuse"),
+            Err(refusal) => Ok(refusal.to_string()),
+        }
+    }
+
     /// Makes later (re)starts run the daemon as `wrapper... sipxdp run …`, e.g. under
     /// `setpriv` with fewer capabilities.
     pub fn set_daemon_wrapper(&mut self, wrapper: &[&str]) {

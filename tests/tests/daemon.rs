@@ -75,18 +75,7 @@ fn run_refuses_a_broken_config_and_attaches_nothing() {
         );
         text.push_str("\n[[vips.backends]]\naddress = \"198.51.100.21\"\nweight = -1\n");
         std::fs::write(lab.config_path(), &text).expect("writing");
-        let output = lab
-            .lab()
-            .balancer()
-            .netns()
-            .run(&[
-                sipxdp_binary().expect("binary").to_str().expect("a path"),
-                "run",
-                "--config",
-                lab.config_path().to_str().expect("a path"),
-            ])
-            .expect_err("sipxdp refuses to run");
-        let message = output.to_string();
+        let message = lab.refused_run(&[]).expect("sipxdp refuses to run");
         assert!(message.contains("weight"), "{message}");
         assert!(!lab.attached().expect("link state"), "nothing attached");
         stopped

@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use sipxdp_tests::{
-    daemon_lab::{DaemonLab, sipxdp_binary},
+    daemon_lab::DaemonLab,
     require_privileges,
     sipgen::{Call, Rng},
 };
@@ -51,21 +51,13 @@ fn the_documented_capabilities_are_enough_and_without_cap_bpf_nothing_is_attache
 
     // Without CAP_BPF: a clear refusal, nothing attached.
     let refused = lab
-        .lab()
-        .balancer()
-        .netns()
-        .run(&[
+        .refused_run(&[
             "setpriv",
             "--bounding-set",
             "-all,+net_admin,+perfmon,+net_raw",
             "--",
-            sipxdp_binary().expect("binary").to_str().expect("a path"),
-            "run",
-            "--config",
-            lab.config_path().to_str().expect("a path"),
         ])
-        .expect_err("sipxdp refuses to run")
-        .to_string();
+        .expect("sipxdp refuses to run");
     assert!(
         refused.contains("lacks capabilities it needs: CAP_BPF"),
         "{refused}"

@@ -16,7 +16,7 @@ use sipxdp_common::{
     wire::{build::UdpFrame, ethernet},
 };
 use sipxdp_tests::{
-    daemon_lab::{DaemonLab, Mode, sipxdp_binary},
+    daemon_lab::{DaemonLab, Mode},
     delivery::Received,
     inject::send_frames,
     require_privileges,
@@ -365,16 +365,7 @@ fn a_vip_that_is_not_local_is_refused_before_anything_is_attached() {
             balancer.iface().name(),
         ])
         .expect("removing the VIP from the balancer");
-    let refused = balancer
-        .netns()
-        .run(&[
-            sipxdp_binary().expect("binary").to_str().expect("a path"),
-            "run",
-            "--config",
-            lab.config_path().to_str().expect("a path"),
-        ])
-        .expect_err("sipxdp refuses to run")
-        .to_string();
+    let refused = lab.refused_run(&[]).expect("sipxdp refuses to run");
     assert!(
         refused.contains(&format!("{} is not an address of this host", vip.ip())),
         "{refused}"
