@@ -224,3 +224,87 @@ mod tests {
         assert_eq!(report.setup_percentile(100.0), Some(3));
     }
 }
+
+/// A sipp UAC whose every lost message fails its call (no retransmissions, `-nr`), for
+/// tests that require zero failed calls. Unlike [`Sipp`] it keeps no statistics: its exit
+/// status says whether every call succeeded, and its screen says why not.
+#[derive(Clone, Debug)]
+pub struct StrictUac {
+    pub calls: u32,
+    /// Calls started per second; at most that many are in progress at once.
+    pub rate: u32,
+    /// How long each call pauses before its BYE.
+    pub pause: Duration,
+    /// Each call on a TCP connection of its own (`-t tn`) instead of UDP.
+    pub tcp: bool,
+    /// sipp's own SIP port; `None` lets it pick.
+    pub local_port: Option<u16>,
+    /// sipp gives up, failing, after this long (`-timeout`).
+    pub timeout: Duration,
+}
+
+/// A running [`StrictUac`]; killed when dropped.
+pub struct StrictRun {
+    child: ChildGuard,
+    directory: PathBuf,
+    timeout: Duration,
+}
+
+impl StrictUac {
+    /// Starts the calls from `local` (in `netns`) to `target`, with sipp's files in a
+    /// directory of its own named after `tag`.
+    pub fn start(
+        &self,
+        netns: &Netns,
+        local: std::net::IpAddr,
+        target: SocketAddr,
+        tag: &str,
+    ) -> anyhow::Result<StrictRun> {
+        let directory =
+            std::env::temp_dir().join(format!("sipxdp-sipp-{tag}-{}", std::process::id()));
+        fs::create_dir_all(&directory)
+            .with_context(|| format!("creating {}", directory.display()))?;
+        let mut command = Command::new("sipp");
+        command.args(["-sn", "uac", "-i", &local.to_string()]);
+        if let Some(port) = self.local_port {
+            command.args(["-p", &port.to_string()]);
+        }
+        if self.tcp {
+            command.args(["-t", "tn", "-max_socket", &(2 * self.calls).to_string()]);
+        }
+        command
+            .args(["-m", &self.calls.to_string(), "-r", &self.rate.to_string()])
+            .args(["-l", &self.rate.to_string()])
+            .args(["-d", &self.pause.as_millis().to_string(), "-nr"])
+            .args(["-recv_timeout", "5000", "-timeout"])
+            .arg(self.timeout.as_secs().to_string())
+            .args(["-timeout_error", "-nostdin"])
+            .arg(target.to_string())
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(directory.join("sipp.out"))?)
+            .stderr(fs::File::create(directory.join("sipp.err"))?);
+        Ok(StrictRun {
+            child: netns.spawn(command)?,
+            directory,
+            timeout: self.timeout,
+        })
+    }
+}
+
+impl StrictRun {
+    /// Waits for sipp to end (at most its timeout and 30 s more) and removes its files.
+    /// Returns whether every call succeeded, and what sipp printed.
+    pub fn finish(mut self) -> anyhow::Result<(bool, String)> {
+        let deadline = Instant::now() + self.timeout + Duration::from_secs(30);
+        let status = self.child.wait_until_exit(deadline)?;
+        let output = ["sipp.out", "sipp.err"]
+            .map(|file| fs::read_to_string(self.directory.join(file)).unwrap_or_default())
+            .join("\n");
+        fs::remove_dir_all(&self.directory)
+            .with_context(|| format!("removing {}", self.directory.display()))?;
+        let Some(status) = status else {
+            bail!("sipp did not end within {:?}:\n{output}", self.timeout);
+        };
+        Ok((status.success(), output))
+    }
+}

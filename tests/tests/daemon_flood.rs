@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sipxdp_tests::{daemon_lab::DaemonLab, require_command, require_privileges, wait_until};
+use sipxdp_tests::{
+    daemon_lab::DaemonLab, require_command, require_privileges, sipp::StrictUac, wait_until,
+};
 
 /// The flooder's address: in the lab's client subnet, unused by the lab.
 const FLOODER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 11);
@@ -118,35 +120,24 @@ fn sipp_calls_survive_a_scanner_flood_and_a_flood_above_the_rate_limit() {
         ])
         .expect("the flooder's address");
 
-    let directory = std::env::temp_dir().join(format!("sipxdp-flood-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("a directory");
-    let output = std::fs::File::create(directory.join("sipp.out")).expect("a file");
     // 1,500 calls at 100 per second (about 15 s, across both floods), no
     // retransmissions: a lost message fails its call. Bounded: sipp gives up after 90 s.
-    let mut command = std::process::Command::new("sipp");
-    command
-        .args([
-            "-sn",
-            "uac",
-            "-i",
-            &client.iface().ipv4().to_string(),
-            "-p",
-            "5620",
-        ])
-        .args(["-m", "1500", "-r", "100", "-l", "100", "-d", "200", "-nr"])
-        .args([
-            "-recv_timeout",
-            "5000",
-            "-timeout",
-            "90",
-            "-timeout_error",
-            "-nostdin",
-        ])
-        .arg(lab.vip().to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(output)
-        .stderr(std::process::Stdio::null());
-    let mut sipp = client.netns().spawn(command).expect("sipp");
+    let uac = StrictUac {
+        calls: 1500,
+        rate: 100,
+        pause: Duration::from_millis(200),
+        tcp: false,
+        local_port: Some(5620),
+        timeout: Duration::from_secs(90),
+    };
+    let sipp = uac
+        .start(
+            client.netns(),
+            client.iface().ipv4().into(),
+            lab.vip(),
+            "flood",
+        )
+        .expect("sipp");
     let invites = |lab: &DaemonLab| (1..=3).map(|n| lab.kamailio_invites(n)).sum::<usize>();
     assert!(
         wait_until(Instant::now() + Duration::from_secs(10), || invites(&lab)
@@ -205,13 +196,8 @@ fn sipp_calls_survive_a_scanner_flood_and_a_flood_above_the_rate_limit() {
         "{received} flood messages reached Kamailio; the bucket allows {allowed}"
     );
 
-    let status = sipp
-        .wait_until_exit(Instant::now() + Duration::from_secs(120))
-        .expect("waiting for sipp")
-        .expect("sipp ended");
-    let report = std::fs::read_to_string(directory.join("sipp.out")).unwrap_or_default();
-    std::fs::remove_dir_all(&directory).expect("cleaning up");
-    assert!(status.success(), "sipp saw failed calls:\n{report}");
+    let (succeeded, report) = sipp.finish().expect("sipp's end");
+    assert!(succeeded, "sipp saw failed calls:\n{report}");
     assert_eq!(
         invites(&lab),
         1500,

@@ -13,6 +13,7 @@ use sipxdp_tests::{
     daemon_lab::DaemonLab,
     require_privileges,
     sipgen::{Call, Rng},
+    sipp::StrictUac,
     wait_until,
 };
 
@@ -106,28 +107,24 @@ fn sipp_calls_survive_a_kill_and_a_restart_of_the_daemon() {
     }
     let mut lab = DaemonLab::start_with_kamailio(&[1, 1, 1]).expect("the lab");
     let client = lab.lab().client().iface().ipv4();
-    let directory = std::env::temp_dir().join(format!("sipxdp-sipp-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("a directory");
-    let output = std::fs::File::create(directory.join("sipp.out")).expect("a file");
     // 600 calls at 100 per second (about 6 s), no retransmissions: a lost message fails
     // its call. Bounded: sipp gives up after 60 s.
-    let mut command = std::process::Command::new("sipp");
-    command
-        .args(["-sn", "uac", "-i", &client.to_string(), "-p", "5620"])
-        .args(["-m", "600", "-r", "100", "-l", "100", "-d", "200", "-nr"])
-        .args([
-            "-recv_timeout",
-            "5000",
-            "-timeout",
-            "60",
-            "-timeout_error",
-            "-nostdin",
-        ])
-        .arg(lab.vip().to_string())
-        .stdin(std::process::Stdio::null())
-        .stdout(output)
-        .stderr(std::process::Stdio::null());
-    let mut sipp = lab.lab().client().netns().spawn(command).expect("sipp");
+    let uac = StrictUac {
+        calls: 600,
+        rate: 100,
+        pause: Duration::from_millis(200),
+        tcp: false,
+        local_port: Some(5620),
+        timeout: Duration::from_secs(60),
+    };
+    let sipp = uac
+        .start(
+            lab.lab().client().netns(),
+            client.into(),
+            lab.vip(),
+            "restart",
+        )
+        .expect("sipp");
     let invites = |lab: &DaemonLab| {
         (1..=3)
             .map(|number| lab.kamailio_invites(number))
@@ -146,13 +143,8 @@ fn sipp_calls_survive_a_kill_and_a_restart_of_the_daemon() {
         || invites(&lab) >= orphaned + 100
     ));
     lab.restart_daemon().expect("a new daemon");
-    let status = sipp
-        .wait_until_exit(Instant::now() + Duration::from_secs(90))
-        .expect("waiting for sipp")
-        .expect("sipp ended");
-    let report = std::fs::read_to_string(directory.join("sipp.out")).unwrap_or_default();
-    std::fs::remove_dir_all(&directory).expect("cleaning up");
-    assert!(status.success(), "sipp saw failed calls:\n{report}");
+    let (succeeded, report) = sipp.finish().expect("sipp's end");
+    assert!(succeeded, "sipp saw failed calls:\n{report}");
     assert_eq!(
         invites(&lab),
         600,

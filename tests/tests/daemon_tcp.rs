@@ -5,15 +5,14 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    fs,
     net::SocketAddr,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use sipxdp_tests::{
     daemon_lab::{DaemonLab, counted},
     require_command, require_privileges,
+    sipp::StrictUac,
 };
 
 const CALLS: usize = 200;
@@ -26,49 +25,22 @@ fn sipp_calls_over_tcp_each_stay_on_one_backend() {
     }
     let mut lab = DaemonLab::start_with_kamailio_and_tcp(&[1, 1, 1]).expect("the lab");
     let client = lab.lab().client().iface().ipv4();
-    let directory = std::env::temp_dir().join(format!("sipxdp-sipp-tcp-{}", std::process::id()));
-    fs::create_dir_all(&directory).expect("a directory");
-    let output = fs::File::create(directory.join("sipp.out")).expect("a file");
-    let errors = fs::File::create(directory.join("sipp.err")).expect("a file");
     // 200 calls at 50 per second, each on a TCP connection of its own (`-t tn`), a lost
     // message fails its call. Bounded: sipp gives up after 60 s.
-    let mut command = Command::new("sipp");
-    command
-        .args(["-sn", "uac", "-t", "tn", "-max_socket", "1000"])
-        .args(["-i", &client.to_string()])
-        .args([
-            "-m",
-            &CALLS.to_string(),
-            "-r",
-            "50",
-            "-l",
-            "50",
-            "-d",
-            "100",
-        ])
-        .args([
-            "-recv_timeout",
-            "5000",
-            "-timeout",
-            "60",
-            "-timeout_error",
-            "-nostdin",
-        ])
-        .arg(lab.vip().to_string())
-        .stdin(Stdio::null())
-        .stdout(output)
-        .stderr(errors);
-    let mut sipp = lab.lab().client().netns().spawn(command).expect("sipp");
-    let status = sipp
-        .wait_until_exit(Instant::now() + Duration::from_secs(90))
-        .expect("waiting for sipp")
-        .expect("sipp ended");
-    let report = ["sipp.out", "sipp.err"]
-        .map(|file| fs::read_to_string(directory.join(file)).unwrap_or_default())
-        .join("\n");
-    fs::remove_dir_all(&directory).expect("cleaning up");
+    let uac = StrictUac {
+        calls: CALLS as u32,
+        rate: 50,
+        pause: Duration::from_millis(100),
+        tcp: true,
+        local_port: None,
+        timeout: Duration::from_secs(60),
+    };
+    let sipp = uac
+        .start(lab.lab().client().netns(), client.into(), lab.vip(), "tcp")
+        .expect("sipp");
+    let (succeeded, report) = sipp.finish().expect("sipp's end");
     assert!(
-        status.success(),
+        succeeded,
         "sipp saw failed calls:\n{report}\nsipxdp logged:\n{}",
         lab.daemon_log()
     );
