@@ -4,11 +4,11 @@
 //! (`plan`) and the same table indexing (`sipxdp_common::maps::table_entry`) as the XDP
 //! program, so an operator can ask where a call lands before or after sending it.
 
-use sipxdp_common::{hash::xxh64_bytes, maps::table_entry};
+use sipxdp_common::hash::xxh64_bytes;
 
 use crate::{
     config::{Protocol, VipConfig},
-    plan::{BackendId, Plan, Slots},
+    plan::{BackendId, Plan, Slots, table_slot},
 };
 
 /// `Err` with the reason for a TCP VIP: it places each connection by its addresses and
@@ -34,11 +34,24 @@ pub fn backend_for<'a>(
     call_id: &[u8],
     seed: u64,
 ) -> Option<&'a BackendId> {
+    backend_by_hash(
+        plan,
+        slots,
+        vip_name,
+        xxh64_bytes(call_id.trim_ascii(), seed),
+    )
+}
+
+/// The backend of VIP `vip_name` whose table entry `hash` (a Call-ID's hash) selects
+/// under `plan`, as in [`backend_for`].
+pub fn backend_by_hash<'a>(
+    plan: &Plan,
+    slots: &'a Slots,
+    vip_name: &str,
+    hash: u64,
+) -> Option<&'a BackendId> {
     let vip = plan.vips.iter().find(|vip| vip.name == vip_name)?;
-    let value = call_id.trim_ascii();
-    let entry = table_entry(xxh64_bytes(value, seed), vip.entry.table_size);
-    let slot = *vip.table.get(entry as usize)?;
-    slots.backend_at(u32::from(slot))
+    slots.backend_at(table_slot(&vip.table, hash)?)
 }
 
 #[cfg(test)]

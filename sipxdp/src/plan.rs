@@ -12,9 +12,9 @@ use sipxdp_common::{
     flood::{FloodConfig as FloodEntry, RateLimit, UserAgentPatterns},
     maglev::{MaglevBackend, MaglevError, build_table},
     maps::{
-        Address, BACKEND_IN_SERVICE, Backend, MAX_BACKENDS, MAX_VIPS, NatReturn, PROTOCOL_TCP,
-        PROTOCOL_UDP, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_DROP_USER_AGENTS, VIP_NAT,
-        VIP_RATE_LIMIT, VipConfig as VipMapEntry, VipKey, ipv4_mapped,
+        Address, BACKEND_IN_SERVICE, Backend, MAGLEV_EMPTY, MAX_BACKENDS, MAX_VIPS, NatReturn,
+        PROTOCOL_TCP, PROTOCOL_UDP, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_DROP_USER_AGENTS,
+        VIP_NAT, VIP_RATE_LIMIT, VipConfig as VipMapEntry, VipKey, ipv4_mapped, table_entry,
     },
 };
 use thiserror::Error;
@@ -170,6 +170,16 @@ pub struct Plan {
     pub backends: BTreeMap<u32, Backend>,
     /// NAT backends' SIP addresses and the VIP that replaces them on the way back.
     pub nat_returns: BTreeMap<VipKey, NatReturn>,
+}
+
+/// The backend slot that `table`, a VIP's published Maglev table, gives `hash`, indexed
+/// as the kernel indexes it (`table_entry` of the table's size); `None` for an empty table.
+pub fn table_slot(table: &[u16], hash: u64) -> Option<u32> {
+    let size = u32::try_from(table.len()).ok().filter(|size| *size > 0)?;
+    table
+        .get(table_entry(hash, size))
+        .filter(|slot| **slot != MAGLEV_EMPTY)
+        .map(|slot| u32::from(*slot))
 }
 
 /// The map key of a VIP.

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, fmt::Write as _, net::SocketAddr};
 
 use sipxdp_common::{hash::xxh64_bytes, maps::PlacementKey};
 
-use super::{Daemon, checks::HealthChecks};
+use super::{Daemon, checks::HealthChecks, kernel_settings};
 use crate::{
     config::{AdminState, ForwardingMode, Protocol, VipConfig},
     control::protocol::{Answer, BackendAction, Request},
@@ -146,8 +146,8 @@ impl Daemon {
             return Err(format!("no VIP named {vip:?}; the VIPs are {names:?}"));
         };
         lookup::placed_by_call_id(config)?;
-        let seed = self.config.daemon.hash_seed;
-        let hash = xxh64_bytes(call_id.trim_ascii().as_bytes(), seed);
+        let settings = kernel_settings(&self.config);
+        let hash = xxh64_bytes(call_id.trim_ascii().as_bytes(), settings.hash_seed);
         let vip_slot = self
             .slots
             .vip(&crate::plan::vip_key(config))
@@ -159,15 +159,18 @@ impl Daemon {
         };
         // As the kernel decides: a dialog seen within the idle time, whose backend is in
         // service and still the one it was placed on.
-        let idle_ns = u64::try_from(self.config.sticky.idle_timeout.as_nanos()).unwrap_or(u64::MAX);
         if let Ok(Some(dialog)) = self.dataplane.dialog(&key)
-            && let Some(slot) =
-                dialog_backend(&dialog, &self.plan.backends, coarse_now_ns(), idle_ns)
+            && let Some(slot) = dialog_backend(
+                &dialog,
+                &self.plan.backends,
+                coarse_now_ns(),
+                settings.dialog_idle_ns,
+            )
             && let Some(backend) = self.slots.backend_at(slot)
         {
             return Ok(format!("{} (its dialog's backend)", backend.address));
         }
-        match lookup::backend_for(&self.plan, &self.slots, vip, call_id.as_bytes(), seed) {
+        match lookup::backend_by_hash(&self.plan, &self.slots, vip, hash) {
             Some(backend) => Ok(format!("{} (by the Maglev table)", backend.address)),
             None => Err(format!("VIP {vip} has no backend in service")),
         }

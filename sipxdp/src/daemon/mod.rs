@@ -173,7 +173,8 @@ impl Daemon {
         }
         self.dataplane.apply(&next, &self.plan)?;
         if let Some(slow_path) = &self.slow_path {
-            slow_path.publish(View::new(&self.config, &next, &self.slots));
+            let settings = kernel_settings(&self.config);
+            slow_path.publish(View::new(&self.config, &settings, &next, &self.slots));
         }
         let now = SystemTime::now();
         for vip in &next.vips {
@@ -291,7 +292,7 @@ impl Daemon {
 }
 
 /// The program's global settings for `config`.
-fn kernel_settings(config: &Config) -> KernelSettings {
+pub(crate) fn kernel_settings(config: &Config) -> KernelSettings {
     KernelSettings {
         hash_seed: config.daemon.hash_seed,
         dialog_idle_ns: u64::try_from(config.sticky.idle_timeout.as_nanos()).unwrap_or(u64::MAX),

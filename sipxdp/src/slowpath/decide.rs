@@ -12,7 +12,7 @@ use sipxdp_common::{
     callid::{MessageLimits, Unplaceable, locate},
     flood::UserAgentPatterns,
     hash::xxh64_bytes,
-    maps::{BACKEND_IN_SERVICE, Backend, MAGLEV_EMPTY, Placement, PlacementKey, table_entry},
+    maps::{BACKEND_IN_SERVICE, Backend, Placement, PlacementKey, Settings},
     outcome::Reason,
     payload::SlicePayload,
     scanner::is_scanner,
@@ -21,7 +21,7 @@ use sipxdp_common::{
 use super::outcome::{Cause, Outcome};
 use crate::{
     config::{Config, ForwardingMode, Policy, Protocol, UnplaceablePolicy},
-    plan::{Plan, Slots, address_bytes},
+    plan::{Plan, Slots, address_bytes, table_slot},
 };
 
 /// What the slow path needs of the running configuration, published by the daemon after
@@ -54,8 +54,9 @@ pub struct VipView {
 }
 
 impl View {
-    /// The view of `config` as `plan` put it into the maps.
-    pub fn new(config: &Config, plan: &Plan, slots: &Slots) -> Self {
+    /// The view of `config` as `plan` put it into the maps, with the program's `settings`
+    /// (the hash seed and the dialog idle time it runs with).
+    pub fn new(config: &Config, settings: &Settings, plan: &Plan, slots: &Slots) -> Self {
         let vips = config
             .vips
             .iter()
@@ -79,9 +80,8 @@ impl View {
             })
             .collect();
         Self {
-            hash_seed: config.daemon.hash_seed,
-            dialog_idle_ns: u64::try_from(config.sticky.idle_timeout.as_nanos())
-                .unwrap_or(u64::MAX),
+            hash_seed: settings.hash_seed,
+            dialog_idle_ns: settings.dialog_idle_ns,
             vips,
             backends: plan.backends.clone(),
         }
@@ -172,15 +172,7 @@ pub fn fallback_hash(client: SocketAddr, seed: u64) -> u64 {
 
 /// The backend slot of the table entry of `hash`, if it is in service.
 fn table_backend(view: &View, vip: &VipView, hash: u64) -> Option<u32> {
-    let size = u32::try_from(vip.table.len()).ok()?;
-    if size == 0 {
-        return None;
-    }
-    let slot = *vip.table.get(table_entry(hash, size))?;
-    if slot == MAGLEV_EMPTY {
-        return None;
-    }
-    let slot = u32::from(slot);
+    let slot = table_slot(&vip.table, hash)?;
     in_service(view.backends.get(&slot)?).then_some(slot)
 }
 

@@ -2,6 +2,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::{
+    daemon::kernel_settings,
     lookup::backend_for,
     plan::{BackendId, BackendRuntime, Health, Path, plan},
 };
@@ -43,7 +44,7 @@ fn setup(policies: &str, down: &[&str]) -> Setup {
         .expect("a valid configuration");
     let mut slots = Slots::default();
     let plan = planned(&config, &mut slots, down);
-    let view = View::new(&config, &plan, &slots);
+    let view = View::new(&config, &kernel_settings(&config), &plan, &slots);
     Setup {
         config,
         slots,
@@ -162,7 +163,12 @@ fn a_dialog_whose_backend_went_down_is_placed_again() {
     assert_eq!(address_of(&setup, placed), owner);
 
     let plan = planned(&setup.config, &mut setup.slots, &["198.51.100.21:5060"]);
-    let view = View::new(&setup.config, &plan, &setup.slots);
+    let view = View::new(
+        &setup.config,
+        &kernel_settings(&setup.config),
+        &plan,
+        &setup.slots,
+    );
     let moved = decide(&view, vip(), &invite, client(1), &mut dialogs, 2);
     assert_ne!(address_of(&setup, moved), owner);
     assert!(matches!(
