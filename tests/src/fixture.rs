@@ -18,6 +18,12 @@ use sipxdp_common::{
 
 use crate::frames::{BALANCER_MAC, VIP, VIP_V6};
 
+/// XDP return codes (`enum xdp_action` in linux/bpf.h), as `BPF_PROG_TEST_RUN` reports
+/// them.
+pub const XDP_DROP: u32 = 1;
+pub const XDP_PASS: u32 = 2;
+pub const XDP_TX: u32 = 3;
+pub const XDP_REDIRECT: u32 = 4;
 /// The ifindex `BPF_PROG_TEST_RUN` gives the frames it runs XDP programs on.
 pub const LOOPBACK: u32 = 1;
 /// Backends of the fixture's VIP in the tests, in slots 0, 1 and 2.

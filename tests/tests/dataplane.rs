@@ -15,16 +15,12 @@ use sipxdp_common::{
 };
 use sipxdp_tests::{
     Netns,
-    fixture::{self, Loaded, backend_mac, vip_key},
+    fixture::{self, Loaded, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, backend_mac, vip_key},
     frames::{BALANCER_MAC, FrameSpec, udp_frame},
     require_privileges,
 };
 
 const SEED: u64 = 0x005e_ed0f_ca11;
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-const XDP_REDIRECT: u32 = 4;
 /// The fixture program, stickiness off.
 fn program(vip_flags: u32) -> Loaded {
     Loaded::new(&fixture::stateless(SEED), vip_flags).expect("the fixture")

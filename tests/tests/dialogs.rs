@@ -13,14 +13,13 @@ use sipxdp_common::{
     outcome::{Action, Reason},
 };
 use sipxdp_tests::{
-    fixture::{self, Loaded, MAGLEV_SIZE, VIP_SLOT, backend_mac, maglev_table, vip_key},
+    fixture::{self, Loaded, MAGLEV_SIZE, VIP_SLOT, XDP_TX, backend_mac, maglev_table, vip_key},
     frames::{BALANCER_MAC, CLIENT, FrameSpec, VIP, udp_frame},
     require_privileges,
     sipgen::{Call, Rng},
 };
 
 const SEED: u64 = 0x00d1_a106;
-const XDP_TX: u32 = 3;
 const CALLS: usize = 1_000;
 const ONE_HOUR_NS: u64 = 3_600_000_000_000;
 

@@ -20,7 +20,7 @@ use sipxdp_common::{
     payload::SlicePayload,
 };
 use sipxdp_tests::{
-    fixture::{self, Loaded, VIP_SLOT, VIP_V6_SLOT, backend_mac},
+    fixture::{self, Loaded, VIP_SLOT, VIP_V6_SLOT, XDP_PASS, XDP_TX, backend_mac},
     frames::{FrameSpec, VIP, VIP_V6, client_address, udp_frame},
     require_privileges,
     sipgen::{Call, Rng},
@@ -34,9 +34,6 @@ const BUDGET: Duration = Duration::from_secs(90);
 const AT_LEAST: usize = 20_000;
 /// Payloads stay below this, so that every frame fits a test run's page.
 const MAX_PAYLOAD: usize = 1_800;
-
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
 
 /// The kernel's reasons that only its limits give: the slow path may place these.
 const KERNEL_LIMITS: [Unplaceable; 3] = [

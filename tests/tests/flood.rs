@@ -15,7 +15,7 @@ use sipxdp_common::{
     outcome::{Action, Reason},
 };
 use sipxdp_tests::{
-    fixture::{self, Loaded, VIP_SLOT, VIP_V6_SLOT},
+    fixture::{self, Loaded, VIP_SLOT, VIP_V6_SLOT, XDP_DROP, XDP_TX},
     frames::{CLIENT, CLIENT_V6, FrameSpec, VIP, VIP_V6, udp_frame},
     require_privileges,
     sipgen::{Call, Rng},
@@ -23,8 +23,6 @@ use sipxdp_tests::{
 };
 
 const SEED: u64 = 0xf100d;
-const XDP_DROP: u32 = 1;
-const XDP_TX: u32 = 3;
 /// The flood protection of both fixture VIPs: one message per second per source after a
 /// burst of 20, and the scanners of the issue.
 const RATE: u64 = 1;

@@ -8,15 +8,13 @@ use std::net::{IpAddr, SocketAddr};
 use sipxdp::dataplane::TestRunOutput;
 use sipxdp_common::outcome::{Action, NO_VIP, Reason};
 use sipxdp_tests::{
-    fixture::{self, Loaded, VIP_SLOT, VIP_V6_SLOT, backend_mac},
+    fixture::{self, Loaded, VIP_SLOT, VIP_V6_SLOT, XDP_PASS, XDP_TX, backend_mac},
     frames::{BALANCER_MAC, FrameSpec, VIP, VIP_V6, client_address, udp_fragments, udp_frame},
     require_privileges,
     sipgen::{Call, Rng},
 };
 
 const SEED: u64 = 0xf4a6;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
 /// An IP packet size that splits the test INVITEs into three to six fragments.
 const MTU: usize = 1500;
 

@@ -12,7 +12,7 @@ use sipxdp_common::{
     wire::{build::UdpFrame, ethernet},
 };
 use sipxdp_tests::{
-    fixture::{self, VIP_SLOT, VIP_V6_SLOT},
+    fixture::{self, VIP_SLOT, VIP_V6_SLOT, XDP_PASS, XDP_REDIRECT},
     frames::{BALANCER_MAC, CLIENT, CLIENT_MAC, CLIENT_V6, VIP, VIP_V6},
     require_privileges,
     routed::{
@@ -23,8 +23,6 @@ use sipxdp_tests::{
 };
 
 const SEED: u64 = 0x0a7;
-const XDP_PASS: u32 = 2;
-const XDP_REDIRECT: u32 = 4;
 
 /// A UDP frame; every checksum computed from scratch.
 fn frame(

@@ -12,16 +12,14 @@ use sipxdp_common::{
 };
 use sipxdp_tests::{
     fixture::{
-        self, Loaded, MAGLEV_SIZE, TCP_VIP_SLOT, TCP_VIP_V6_SLOT, backend_mac, connection_owner,
-        maglev_table, tcp_vip_key,
+        self, Loaded, MAGLEV_SIZE, TCP_VIP_SLOT, TCP_VIP_V6_SLOT, XDP_PASS, XDP_TX, backend_mac,
+        connection_owner, maglev_table, tcp_vip_key,
     },
     frames::{BALANCER_MAC, CLIENT, CLIENT_V6, TcpSegment, VIP, VIP_V6},
     require_privileges,
 };
 
 const SEED: u64 = 0x0007_c9c0;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
 const ONE_HOUR_NS: u64 = 3_600_000_000_000;
 /// The TCP VIPs' port; the fixture's UDP VIPs are on 5060.
 const TCP_PORT: u16 = 5061;

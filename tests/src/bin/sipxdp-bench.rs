@@ -29,7 +29,10 @@ use sipxdp_common::{
 };
 use sipxdp_tests::{
     e2e,
-    fixture::{self, TCP_VIP_SLOT, VIP_SLOT, VIP_V6_SLOT, backend_mac, connection_owner},
+    fixture::{
+        self, TCP_VIP_SLOT, VIP_SLOT, VIP_V6_SLOT, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX,
+        backend_mac, connection_owner,
+    },
     frames::{BALANCER_MAC, CLIENT, CLIENT_V6, FrameSpec, TcpSegment, VIP, VIP_V6, udp_frame},
     reference_xdp::ReferenceXdp,
     routed,
@@ -38,10 +41,6 @@ use sipxdp_tests::{
     throughput,
 };
 
-const XDP_DROP: u32 = 1;
-const XDP_PASS: u32 = 2;
-const XDP_TX: u32 = 3;
-const XDP_REDIRECT: u32 = 4;
 const VIP_PORT: u16 = 5060;
 const HASH_SEED: u64 = 0x005e_ed0f_ca11;
 /// Seed of the synthetic call, so every run times the same bytes.

@@ -15,13 +15,12 @@ use anyhow::{Context as _, Result, ensure};
 use sipxdp::{config::Environment as _, dataplane::XdpMode};
 use sipxdp_common::maps::Backend;
 use sipxdp_tests::{
-    fixture::{self, BACKENDS, Loaded, backend_mac},
+    fixture::{self, BACKENDS, Loaded, XDP_TX, backend_mac},
     frames::{FrameSpec, VIP, client_address, udp_frame},
     inject::PacketSocket,
     sipgen::{Call, Rng},
 };
 
-const XDP_TX: u32 = 3;
 /// INVITEs in the forwarded stream, sent in windows of `WINDOW`.
 const STREAM: usize = 1_000;
 const WINDOW: usize = 50;
