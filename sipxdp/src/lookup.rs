@@ -64,7 +64,10 @@ mod tests {
     };
 
     use super::*;
-    use crate::plan::{BackendRuntime, Health, Path, plan};
+    use crate::{
+        plan::{Health, plan},
+        test_support::reachable,
+    };
 
     fn test_plan(slots: &mut Slots) -> Plan {
         let text = "[[interfaces]]\nname = \"eth0\"\n[[vips]]\nname = \"edge\"\n\
@@ -74,16 +77,7 @@ mod tests {
                     [[vips.backends]]\naddress = \"198.51.100.23\"\n";
         let config = crate::config::parse(text, "test.toml", &crate::test_support::Machine)
             .expect("a valid configuration");
-        plan(&config, slots, |_| BackendRuntime {
-            health: Health::Up,
-            admin: None,
-            path: Some(Path {
-                ifindex: 2,
-                source_mac: [2; 6],
-                destination_mac: [4; 6],
-            }),
-        })
-        .expect("a plan")
+        plan(&config, slots, |_| reachable(Health::Up)).expect("a plan")
     }
 
     #[test]

@@ -2,7 +2,10 @@
 
 use std::{io, path::Path};
 
-use crate::config::Environment;
+use crate::{
+    config::Environment,
+    plan::{self, BackendRuntime, Health},
+};
 
 /// A machine where every interface exists (index 2) and every file is root's, mode 0644.
 pub struct Machine;
@@ -18,5 +21,19 @@ impl Environment for Machine {
 
     fn current_uid(&self) -> u32 {
         0
+    }
+}
+
+/// A backend with `health`, no admin override, reached on interface 2 (MACs 02:… to
+/// 04:…).
+pub fn reachable(health: Health) -> BackendRuntime {
+    BackendRuntime {
+        health,
+        admin: None,
+        path: Some(plan::Path {
+            ifindex: 2,
+            source_mac: [2; 6],
+            destination_mac: [4; 6],
+        }),
     }
 }

@@ -4,7 +4,8 @@ use super::*;
 use crate::{
     daemon::kernel_settings,
     lookup::backend_for,
-    plan::{BackendId, BackendRuntime, Health, Path, plan},
+    plan::{BackendId, Health, plan},
+    test_support::reachable,
 };
 
 const VIP: &str = "198.51.100.100:5060";
@@ -54,18 +55,12 @@ fn setup(policies: &str, down: &[&str]) -> Setup {
 }
 
 fn planned(config: &Config, slots: &mut Slots, down: &[&str]) -> Plan {
-    plan(config, slots, |id: &BackendId| BackendRuntime {
-        health: if down.contains(&id.address.to_string().as_str()) {
+    plan(config, slots, |id: &BackendId| {
+        reachable(if down.contains(&id.address.to_string().as_str()) {
             Health::Down
         } else {
             Health::Up
-        },
-        admin: None,
-        path: Some(Path {
-            ifindex: 2,
-            source_mac: [2; 6],
-            destination_mac: [4; 6],
-        }),
+        })
     })
     .expect("a plan")
 }
