@@ -7,7 +7,7 @@ use std::{
     fs,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::unix::fs::PermissionsExt as _,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Command, ExitStatus, Stdio},
     time::{Duration, Instant},
 };
@@ -15,7 +15,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 
 use crate::{
-    ChildGuard, Lab, LabConfig, UdpReceiver,
+    ChildGuard, Lab, LabConfig, Netns, UdpReceiver,
     delivery::{Received, WINDOW, collect, deliver_windowed},
     kamailio::{self, CallSpread, Kamailio},
     prometheus::{Prometheus, http_get},
@@ -397,45 +397,13 @@ mode = \"{mode}\"
     }
 
     fn start_daemon(&mut self) -> anyhow::Result<()> {
-        let binary = sipxdp_binary()?;
-        let stdout = fs::File::create(self.log_path("sipxdp.out"))?;
-        let stderr = fs::File::create(self.log_path("sipxdp.log"))?;
-        let mut command = match self.wrapper.split_first() {
-            Some((program, args)) => {
-                let mut command = Command::new(program);
-                command.args(args).arg(&binary);
-                command
-            }
-            None => Command::new(&binary),
-        };
-        command
-            .arg("run")
-            .arg("--config")
-            .arg(self.config_path())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        let mut daemon = self.lab.balancer().netns().spawn(command)?;
-        let mut exited = None;
-        let attached = wait_until(Instant::now() + Duration::from_secs(30), || {
-            if let Ok(Some(status)) = daemon.try_wait() {
-                exited = Some(status);
-                return true;
-            }
-            self.attachment().is_ok_and(|state| state == Some(true))
-                && self.daemon_log().contains("running;")
-        });
-        if let Some(status) = exited {
-            bail!(
-                "sipxdp exited ({status}) before attaching:\n{}",
-                self.daemon_log()
-            );
-        }
-        ensure!(
-            attached,
-            "sipxdp did not attach within 30 s:\n{}",
-            self.daemon_log()
-        );
+        let daemon = spawn_daemon(
+            self.lab.balancer().netns(),
+            &self.config_path(),
+            &self.directory,
+            &self.wrapper,
+            || self.attachment().is_ok_and(|state| state == Some(true)),
+        )?;
         self.daemon = Some(daemon);
         Ok(())
     }
@@ -567,7 +535,7 @@ mode = \"{mode}\"
 
     /// What the daemon logged so far.
     pub fn daemon_log(&self) -> String {
-        fs::read_to_string(self.log_path("sipxdp.log")).unwrap_or_default()
+        daemon_log(&self.directory)
     }
 
     /// Whether an XDP program is attached to every balancer interface (`Some(true)`), to
@@ -689,6 +657,66 @@ mode = \"{mode}\"
         let output = fs::read_to_string(self.log_path("sipxdp.out")).unwrap_or_default();
         Ok((status, output))
     }
+}
+
+/// What the daemon started by [`spawn_daemon`] with `directory` logged so far.
+pub fn daemon_log(directory: &Path) -> String {
+    fs::read_to_string(directory.join("sipxdp.log")).unwrap_or_default()
+}
+
+/// Starts `sipxdp run --config CONFIG` in `netns` (under the command `wrapper`, if not
+/// empty), its output in `directory` (`sipxdp.out`, `sipxdp.log`), and waits until
+/// `attached` holds and the daemon logged that it runs.
+///
+/// # Errors
+///
+/// The daemon exited or did not attach within 30 s; the error holds its log.
+pub fn spawn_daemon(
+    netns: &Netns,
+    config: &Path,
+    directory: &Path,
+    wrapper: &[String],
+    attached: impl Fn() -> bool,
+) -> anyhow::Result<ChildGuard> {
+    let binary = sipxdp_binary()?;
+    let stdout = fs::File::create(directory.join("sipxdp.out"))?;
+    let stderr = fs::File::create(directory.join("sipxdp.log"))?;
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut command = Command::new(program);
+            command.args(args).arg(&binary);
+            command
+        }
+        None => Command::new(&binary),
+    };
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    let mut daemon = netns.spawn(command)?;
+    let mut exited = None;
+    let running = wait_until(Instant::now() + Duration::from_secs(30), || {
+        if let Ok(Some(status)) = daemon.try_wait() {
+            exited = Some(status);
+            return true;
+        }
+        attached() && daemon_log(directory).contains("running;")
+    });
+    if let Some(status) = exited {
+        bail!(
+            "sipxdp exited ({status}) before attaching:\n{}",
+            daemon_log(directory)
+        );
+    }
+    ensure!(
+        running,
+        "sipxdp did not attach within 30 s:\n{}",
+        daemon_log(directory)
+    );
+    Ok(daemon)
 }
 
 impl Drop for DaemonLab {

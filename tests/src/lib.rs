@@ -11,12 +11,12 @@
 //! (and fail instead when `SIPXDP_REQUIRE_PRIVILEGES=1`, as in CI).
 
 pub mod addrplan;
-pub mod blast;
 mod cmd;
 pub mod cpu;
 pub mod daemon_lab;
 pub mod delivery;
 pub mod e2e;
+pub mod e2e_lab;
 pub mod fixture;
 pub mod frames;
 pub mod inject;
@@ -28,6 +28,7 @@ pub mod netns;
 pub mod privileges;
 pub mod process;
 pub mod prometheus;
+pub mod raw_bpf;
 pub mod reference_xdp;
 pub mod routed;
 pub mod sipgen;
@@ -39,6 +40,7 @@ mod testutil;
 pub mod throughput;
 pub mod traffic;
 pub mod wait;
+pub mod xdp_traffic;
 
 pub use addrplan::{AddrPlanError, RootNetwork, check_lab_subnets};
 pub use cmd::CmdError;

@@ -1,30 +1,34 @@
-//! The highest message rate a path through the daemon lab delivers without loss: paced
-//! bursts at rising rates from one `sendmmsg` sender, each bounded in messages and time,
-//! until one loses a message; with the CPU time each burst cost.
+//! The highest message rate a balancer in the end-to-end lab delivers without loss:
+//! paced bursts from the XDP generator at rising rates, each bounded in messages and
+//! time, until one loses a message; with the CPU time each burst cost.
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, ensure};
 
 use crate::{
-    blast::send_paced,
     cpu::{Meter, Reading, Spent},
-    daemon_lab::DaemonLab,
+    e2e_lab::E2eLab,
+    netns::Netns,
+    wait_until,
+    xdp_traffic::Generator,
 };
 
-/// The rates tried, in messages per second.
-pub const RATES: [u64; 12] = [
-    5_000, 10_000, 20_000, 30_000, 40_000, 60_000, 80_000, 120_000, 160_000, 240_000, 320_000,
-    480_000,
+/// The rates tried, in messages per second: steps of 1.5x and 1.33x, so the loss-free
+/// rate found is within a third of the true one.
+pub const RATES: [u64; 20] = [
+    5_000, 7_500, 10_000, 15_000, 20_000, 30_000, 40_000, 60_000, 80_000, 120_000, 160_000,
+    240_000, 320_000, 480_000, 640_000, 960_000, 1_280_000, 1_920_000, 2_560_000, 3_840_000,
 ];
 
 /// Each burst lasts about this long ...
 const BURST: Duration = Duration::from_millis(500);
-/// ... and sends at most this many messages (the backends' receivers keep every one).
-const MAX_BURST_MESSAGES: usize = 160_000;
+/// ... and sends at most this many messages.
+const MAX_BURST_MESSAGES: usize = 2_000_000;
+/// The generator sends a slot's worth of messages at a time (one run costs about 75 µs
+/// besides its frames), from one thread: the front veth has one receive queue, and a
+/// second CPU pushing into it while the first drains it would overrun its 256 places.
+const SLOT: Duration = Duration::from_millis(1);
 /// A burst that cannot be sent within this time (a sender slower than the rate) stops.
 const SEND_LIMIT: Duration = Duration::from_secs(2);
 /// How long after a burst its last messages may still arrive.
@@ -108,43 +112,33 @@ impl CpuBurst {
     }
 }
 
-/// Sends bursts of `message(n)` (message `n` of the run) from `client` to `vip` at each
-/// of [`RATES`] in turn, stopping after the first burst that loses a message or cannot be
-/// sent in time, then measures the CPU time `meter` names over a longer burst at the
-/// loss-free rate.
+/// Sends bursts from `generator` to the lab's balancer at each of [`RATES`] in turn,
+/// stopping after the first burst that loses a message or cannot be sent at its rate,
+/// then measures the CPU time `meter` names over a longer burst at the loss-free rate.
 ///
 /// # Errors
 ///
-/// Opening the client's socket, sending, reading the clocks or collecting at the backends
-/// failed.
+/// Sending, reading the clocks or the sinks failed.
 pub fn loss_free_rate(
-    lab: &DaemonLab,
-    client: SocketAddr,
-    vip: SocketAddr,
+    lab: &E2eLab,
+    generator: &Generator,
     meter: &Meter,
-    message: impl Fn(usize) -> Vec<u8>,
 ) -> anyhow::Result<Capacity> {
-    let socket = lab
-        .lab()
-        .client()
-        .netns()
-        .udp_socket(client)
-        .context("the client's socket")?;
-    socket
-        .connect(vip)
-        .context("connecting the client's socket")?;
-    // Distinct messages to cycle through: enough Call-IDs to spread over the backends.
-    let messages: Vec<Vec<u8>> = (0..4096).map(&message).collect();
+    let ifindex = lab.client_ifindex()?;
     let burst = |rate: u64, duration: Duration| -> anyhow::Result<(Burst, usize)> {
         let count = ((rate as f64 * duration.as_secs_f64()) as usize).min(MAX_BURST_MESSAGES);
         let before = Reading::now(meter)?;
-        let sent = send_paced(&socket, &messages, 0, count, rate, SEND_LIMIT)
-            .context("sending a burst")?;
+        let received_before = lab.received()?;
+        let sent =
+            send_paced(lab.client(), generator, ifindex, count, rate).context("sending a burst")?;
         let sending = before.at.elapsed();
-        let received = lab
-            .collect(vip.is_ipv6(), sent, Instant::now() + DRAIN)
-            .context("collecting at the backends")?
-            .len();
+        let mut received = 0;
+        wait_until(Instant::now() + DRAIN, || {
+            received = lab
+                .received()
+                .map_or(received, |now| (now - received_before) as usize);
+            received >= sent
+        });
         let spent = before.until(&Reading::now(meter)?);
         ensure!(
             received <= sent,
@@ -189,4 +183,29 @@ pub fn loss_free_rate(
         capacity.cpu = Some(CpuBurst { burst, idle });
     }
     Ok(capacity)
+}
+
+/// Sends `count` frames from `generator` out of `ifindex` (in `netns`) at `rate` a
+/// second, a slot's worth at a time, each slot no earlier than its time. Stops early
+/// once [`SEND_LIMIT`] has passed. Returns how many were sent.
+fn send_paced(
+    netns: &Netns,
+    generator: &Generator,
+    ifindex: u32,
+    count: usize,
+    rate: u64,
+) -> anyhow::Result<usize> {
+    let per_slot = ((rate as f64 * SLOT.as_secs_f64()).ceil() as usize).max(1);
+    netns.enter_thread(|| {
+        let start = Instant::now();
+        let mut sent = 0;
+        while sent < count && start.elapsed() < SEND_LIMIT {
+            let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let frames = per_slot.min(count - sent);
+            generator.send(ifindex, frames as u32)?;
+            sent += frames;
+        }
+        Ok(sent)
+    })?
 }
