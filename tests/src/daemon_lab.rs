@@ -8,7 +8,8 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     os::unix::fs::PermissionsExt as _,
     path::{Path, PathBuf},
-    process::{Command, ExitStatus, Stdio},
+    process::{Command, ExitStatus, Output, Stdio},
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -657,6 +658,28 @@ mode = \"{mode}\"
         let output = fs::read_to_string(self.log_path("sipxdp.out")).unwrap_or_default();
         Ok((status, output))
     }
+}
+
+/// Runs `sipxdp check-config` on a file holding `text`, which is removed afterwards;
+/// returns what it printed and the file's path, which its messages name.
+///
+/// # Errors
+///
+/// The file could not be written or the binary not run.
+pub fn check_config(text: &str) -> anyhow::Result<(Output, PathBuf)> {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "sipxdp-check-{}-{}.toml",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    let output = Command::new(sipxdp_binary()?)
+        .arg("check-config")
+        .arg(&path)
+        .output();
+    let _ = fs::remove_file(&path);
+    Ok((output.context("running sipxdp check-config")?, path))
 }
 
 /// What the daemon started by [`spawn_daemon`] with `directory` logged so far.

@@ -3,7 +3,10 @@
 
 use std::process::Command;
 
-use sipxdp_tests::{daemon_lab::sipxdp_binary, require_command};
+use sipxdp_tests::{
+    daemon_lab::{check_config, sipxdp_binary},
+    require_command,
+};
 
 /// A valid file's lines, which each case breaks in one way.
 const VALID: &str = "[[interfaces]]\nname = \"lo\"\n\n[[vips]]\naddress = \"198.51.100.100\"\n\n\
@@ -11,9 +14,6 @@ const VALID: &str = "[[interfaces]]\nname = \"lo\"\n\n[[vips]]\naddress = \"198.
 
 #[test]
 fn each_broken_file_is_refused_naming_its_problem() {
-    let binary = sipxdp_binary().expect("the sipxdp binary");
-    let directory = std::env::temp_dir().join(format!("sipxdp-refusals-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("a directory");
     let cases = [
         (
             "syntax error",
@@ -49,27 +49,10 @@ fn each_broken_file_is_refused_naming_its_problem() {
             "sipxdp-nosuch0",
         ),
     ];
-    assert!(
-        Command::new(&binary)
-            .arg("check-config")
-            .arg({
-                let path = directory.join("valid.toml");
-                std::fs::write(&path, VALID).expect("writing");
-                path
-            })
-            .status()
-            .expect("running sipxdp")
-            .success(),
-        "the valid file passes"
-    );
+    let (valid, _) = check_config(VALID).expect("checking the valid file");
+    assert!(valid.status.success(), "the valid file passes");
     for (name, text, named) in cases {
-        let path = directory.join("broken.toml");
-        std::fs::write(&path, &text).expect("writing");
-        let output = Command::new(&binary)
-            .arg("check-config")
-            .arg(&path)
-            .output()
-            .expect("running sipxdp");
+        let (output, path) = check_config(&text).expect("checking a broken file");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{name}: refused");
         assert!(
@@ -81,7 +64,6 @@ fn each_broken_file_is_refused_naming_its_problem() {
             "{name}: the message names {named:?}:\n{stderr}"
         );
     }
-    std::fs::remove_dir_all(&directory).expect("cleaning up");
 }
 
 #[test]

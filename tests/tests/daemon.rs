@@ -5,12 +5,11 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    process::Command,
     time::{Duration, Instant},
 };
 
 use sipxdp_tests::{
-    daemon_lab::{DaemonLab, counted, forwarded, sipxdp_binary},
+    daemon_lab::{DaemonLab, check_config, counted, forwarded},
     delivery::dialogs_by_backend,
     list_namespaces, require_privileges,
     sipgen::{Call, Rng},
@@ -28,23 +27,12 @@ fn client_address(lab: &DaemonLab, port: u16) -> SocketAddr {
 
 #[test]
 fn check_config_reports_every_problem_with_its_location() {
-    let binary = sipxdp_binary().expect("the sipxdp binary");
-    let directory = std::env::temp_dir().join(format!("sipxdp-check-{}", std::process::id()));
-    std::fs::create_dir_all(&directory).expect("a directory");
-    let path = directory.join("broken.toml");
-    std::fs::write(
-        &path,
+    let (output, path) = check_config(
         "[[interfaces]]\nname = \"lo\"\n[[vips]]\naddress = \"198.51.100.100\"\nport = 70000\n\
          [[vips.backends]]\naddress = \"not-an-address\"\n",
     )
-    .expect("writing the file");
-    let output = Command::new(&binary)
-        .arg("check-config")
-        .arg(&path)
-        .output()
-        .expect("running sipxdp");
+    .expect("checking the file");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    std::fs::remove_dir_all(&directory).expect("cleaning up");
     assert!(!output.status.success(), "a broken file is refused");
     let origin = path.display().to_string();
     assert!(
