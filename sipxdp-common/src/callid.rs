@@ -209,6 +209,11 @@ enum LineStart {
 fn classify_line(block: &[u64; 4]) -> LineStart {
     let [first, ..] = *block;
     let first_byte = first as u8;
+    // Most lines start with a name that is neither `Call-ID` nor `i`: settled by the first
+    // byte alone, before the tests below.
+    if first_byte > b' ' && first_byte | 0x20 != b'c' && first_byte | 0x20 != b'i' {
+        return LineStart::Other;
+    }
     let second_byte = (first >> 8) as u8;
     if first_byte == b'\n' || (first_byte == b'\r' && second_byte == b'\n') {
         return LineStart::EndOfHeaders;
