@@ -157,64 +157,22 @@ pub fn locate<P: Payload, L: ScanLimits>(payload: &P, seed: u64) -> Result<CallI
         return Err(Unplaceable::NotSip);
     }
 
-    // Several paths above reach the loop, each knowing something different about these
-    // values; hiding them lets the verifier check the loop once.
-    let len = payload.opaque(len);
+    // Several paths above reach the loop, each knowing something different about the
+    // window and the flags; hiding them lets the verifier check the loop once. The length
+    // is read again instead: in the kernel each read is a fresh detached copy (see
+    // `Payload::detach`) that the checks above taught nothing, at no store and load.
+    let len = payload.len();
     let window = payload.opaque(if len < L::WINDOW { len } else { L::WINDOW });
     let mut scan = Scan::default();
     if response {
         scan.flags |= RESPONSE;
     }
-    scan.position = payload.opaque(scan.position);
     scan.hide_headers(payload);
-    let mut outcome = Unplaceable::BeyondWindow;
-    for _ in 0..L::STEPS {
-        let position = scan.position;
-        // Compared on a detached copy: what the comparison teaches the verifier about
-        // `window` must not outlive this step.
-        if position >= payload.detach(window) {
-            if len <= window {
-                outcome = Unplaceable::Truncated;
-            }
-            break;
-        }
-        let Some(offset) = block_find(&payload.block(position), b'\n') else {
-            scan.position = payload.detach(position + 32);
-            continue;
-        };
-        // Hidden: the verifier need not know which word of the block the line feed was in.
-        let line_end = payload.opaque(position + offset);
-        if scan.flags & IN_START_LINE != 0 {
-            if scan.flags & RESPONSE == 0 && !ends_with_sip_version(payload, line_end) {
-                return Err(Unplaceable::NotSip);
-            }
-            scan.flags &= !IN_START_LINE;
-        }
-        scan.line_end(line_end);
-        // Both checks above branch on the state; hiding it again lets the paths through
-        // them meet before the next line is classified.
-        scan.hide_headers(payload);
-        let line_end = payload.opaque(line_end);
-        match classify_line(&payload.block(line_end + 1)) {
-            LineStart::EndOfHeaders => {
-                // The header section may end in any step; hiding the state lets the
-                // verifier check what follows once rather than once per step.
-                scan.hide_headers(payload);
-                return scan.call_id::<P, L>(payload, seed);
-            }
-            LineStart::Continuation => {
-                if scan.flags & PREVIOUS_IS_CALL_ID != 0 {
-                    scan.flags |= FOLDED;
-                }
-            }
-            LineStart::Other => scan.flags &= !PREVIOUS_IS_CALL_ID,
-            LineStart::CallId { colon } => scan.call_id_header(line_end + 1 + colon + 1),
-            LineStart::LongBlankRun => return Err(Unplaceable::LongBlankRun),
-        }
-        scan.position = payload.detach(line_end + 1);
-        scan.hide_headers(payload);
-    }
-    Err(outcome)
+    scan.walk::<P, L>(payload, len, window)?;
+    // The header section may end in any step; hiding the state lets the verifier check
+    // what follows once rather than once per step.
+    scan.hide_headers(payload);
+    scan.call_id::<P, L>(payload, seed)
 }
 
 /// Whether the line ending at the line feed `line_end` ends in `" SIP/2.0"` (before an
@@ -251,6 +209,11 @@ enum LineStart {
 fn classify_line(block: &[u64; 4]) -> LineStart {
     let [first, ..] = *block;
     let first_byte = first as u8;
+    // Most lines start with a name that is neither `Call-ID` nor `i`: settled by the first
+    // byte alone, before the tests below.
+    if first_byte > b' ' && first_byte | 0x20 != b'c' && first_byte | 0x20 != b'i' {
+        return LineStart::Other;
+    }
     let second_byte = (first >> 8) as u8;
     if first_byte == b'\n' || (first_byte == b'\r' && second_byte == b'\n') {
         return LineStart::EndOfHeaders;
@@ -301,8 +264,10 @@ const FOLDED: usize = 8;
 const AWAITING_LINE_END: usize = 16;
 /// The start line is a status line (a response), so it needs no check at its end.
 const RESPONSE: usize = 2;
+/// The scan position is the start of a header line (the step before found a line feed).
+const LINE_START: usize = 32;
 /// `Scan::flags` holds the number of Call-ID headers seen (up to 3) from this bit on.
-const COUNT_SHIFT: usize = 5;
+const COUNT_SHIFT: usize = 6;
 
 /// The state carried from one step of the scan to the next.
 struct Scan {
@@ -354,6 +319,86 @@ impl Scan {
             }
             self.flags &= !AWAITING_LINE_END;
         }
+    }
+
+    /// Walks the header lines of a payload of `len` bytes up to the end of the header
+    /// section, which must start before `window`.
+    ///
+    /// Each step reads one block, at `position`. When the step before found a line feed,
+    /// the block starts a header line and is classified first; then it is searched for the
+    /// next line feed. The line after the last step's line feed is classified after the
+    /// loop, so that the loop's exit test stays its last instruction: kernel 6.1 rejects a
+    /// loop whose back edge is a fall-through, which an exit test in the middle of the loop
+    /// lets LLVM produce.
+    #[inline(always)]
+    fn walk<P: Payload, L: ScanLimits>(
+        &mut self,
+        payload: &P,
+        len: usize,
+        window: usize,
+    ) -> Result<(), Unplaceable> {
+        for _ in 0..L::STEPS {
+            let position = self.position;
+            let block = payload.block(position);
+            if self.line_start(&block, position)? {
+                return Ok(());
+            }
+            // Compared on a detached copy: what the comparison teaches the verifier about
+            // `window` must not outlive this step.
+            if position >= payload.detach(window) {
+                return Err(if len <= window {
+                    Unplaceable::Truncated
+                } else {
+                    Unplaceable::BeyondWindow
+                });
+            }
+            let Some(offset) = block_find(&block, b'\n') else {
+                // Hidden: clearing the bit tells the verifier the flags on this path, and
+                // it would check the next step once for this path and once for the others.
+                self.flags = payload.opaque(self.flags & !LINE_START);
+                self.position = payload.detach(position + 32);
+                continue;
+            };
+            // Hidden: the verifier need not know which word of the block the line feed was
+            // in.
+            let line_end = payload.opaque(position + offset);
+            if self.flags & IN_START_LINE != 0 {
+                if self.flags & RESPONSE == 0 && !ends_with_sip_version(payload, line_end) {
+                    return Err(Unplaceable::NotSip);
+                }
+                self.flags &= !IN_START_LINE;
+            }
+            self.line_end(line_end);
+            self.flags |= LINE_START;
+            self.position = payload.detach(line_end + 1);
+            self.hide_headers(payload);
+        }
+        let position = self.position;
+        if self.line_start(&payload.block(position), position)? {
+            return Ok(());
+        }
+        Err(Unplaceable::BeyondWindow)
+    }
+
+    /// Takes in the header line that starts at `position` with `block`, if the step before
+    /// found the line feed in front of it (`LINE_START`). True when that line is the empty
+    /// one that ends the header section.
+    #[inline(always)]
+    fn line_start(&mut self, block: &[u64; 4], position: usize) -> Result<bool, Unplaceable> {
+        if self.flags & LINE_START != 0 {
+            match classify_line(block) {
+                LineStart::EndOfHeaders => return Ok(true),
+                LineStart::Continuation => {
+                    if self.flags & PREVIOUS_IS_CALL_ID != 0 {
+                        self.flags |= FOLDED;
+                    }
+                }
+                LineStart::Other => self.flags &= !PREVIOUS_IS_CALL_ID,
+                LineStart::CallId { colon } => self.call_id_header(position + colon + 1),
+                LineStart::LongBlankRun => return Err(Unplaceable::LongBlankRun),
+            }
+        }
+        Ok(false)
     }
 
     /// Passes what the scan knows about the header lines through [`Payload::opaque`].

@@ -48,8 +48,8 @@ pub trait Payload {
         value
     }
 
-    /// Returns `value` (below 65,536) unchanged. The kernel computes it with an instruction
-    /// the verifier cannot relate to `value`, so it knows only "a 16-bit number": cheaper
+    /// Returns `value` (below 16,384) unchanged. The kernel computes it with an instruction
+    /// the verifier cannot relate to `value`, so it knows only "a 14-bit number": cheaper
     /// than [`Payload::opaque`] for a position every path of a loop iteration recomputes.
     #[inline(always)]
     fn detach(&self, value: usize) -> usize {
