@@ -5,7 +5,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use sipxdp_common::{
@@ -229,5 +229,33 @@ fn idle_calls_and_stickiness_off_follow_the_table() {
             .collect();
         assert_eq!(dialogs.byes(&calls), expected, "idle {idle_ns} ns");
         assert_eq!(dialogs.counted(Reason::Dialog), 0, "idle {idle_ns} ns");
+    }
+}
+
+#[test]
+fn calls_that_keep_sending_outlive_the_idle_timeout() {
+    if !require_privileges("calls_that_keep_sending_outlive_the_idle_timeout") {
+        return;
+    }
+    // The program refreshes a remembered call once per 1/64 of the idle timeout, not on
+    // every message. Calls that send every 40 ms for three times their 200 ms timeout
+    // must stay where they are, although the new table moves some of them. Time has to
+    // pass here; there is no event to wait for.
+    let idle = Duration::from_millis(200);
+    let mut dialogs = Dialogs::new(idle.as_nanos() as u64);
+    let calls = dialogs.calls.clone();
+    let placed = dialogs.invites(&calls);
+    dialogs.set_backend(3, true, 1);
+    let table = dialogs.publish(&[0, 1, 2, 3]);
+    let moved = calls
+        .iter()
+        .zip(&placed)
+        .filter(|(call, backend)| table_choice(&table, call) != **backend)
+        .count();
+    assert!(moved > 0, "the new table moves some calls");
+    let start = Instant::now();
+    while start.elapsed() < 3 * idle {
+        std::thread::sleep(idle / 5);
+        assert_eq!(dialogs.byes(&calls), placed, "after {:?}", start.elapsed());
     }
 }
