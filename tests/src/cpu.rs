@@ -1,7 +1,14 @@
-//! CPU time on this machine, for the end-to-end benchmark: the kernel time of all CPUs
-//! from `/proc/stat`, the user and system time of a process group from `/proc/PID/stat`
-//! (Kamailio and sipxdp run as process groups, see [`crate::ChildGuard`]), and the run
-//! time the kernel counts for a pinned XDP program while statistics are on.
+//! CPU time on this machine, for the end-to-end benchmark: the CPU time of every process
+//! (kernel threads included), the user and system time of a process group (Kamailio and
+//! sipxdp run as process groups, see [`crate::ChildGuard`]), and the run time the kernel
+//! counts for a pinned XDP program while statistics are on.
+//!
+//! Processes' times, not `/proc/stat`'s per-CPU counters: those are samples taken at each
+//! timer tick, and a paced sender that works for a tenth of every millisecond in step
+//! with the timer can be missed by every sample. A process's user + system time adds up
+//! to the run time the scheduler measured (the split between the two is estimated from
+//! the samples, the sum is not). XDP and the network stack run in the softirq of the
+//! task that sent the packet, so their time is that task's.
 
 use std::{
     fs,
@@ -16,7 +23,7 @@ use aya::{
     sys::{Stats, enable_stats},
 };
 
-/// What to read besides the kernel time of all CPUs.
+/// What to read besides the CPU time of all processes.
 #[derive(Clone, Debug, Default)]
 pub struct Meter {
     /// The balancer's process group.
@@ -57,9 +64,8 @@ fn tick() -> f64 {
 #[derive(Clone, Copy, Debug)]
 pub struct Reading {
     pub at: Instant,
-    /// All CPUs' system + irq + softirq time, s: where XDP, the network stack and system
-    /// calls run, whoever caused them.
-    pub kernel: f64,
+    /// The user + system time of every process, s.
+    pub tasks: f64,
     /// The group's user time, s (0 without a group).
     pub group_user: f64,
     /// The group's system time, s (0 without a group).
@@ -73,7 +79,7 @@ pub struct Reading {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct Spent {
     pub seconds: f64,
-    pub kernel: f64,
+    pub tasks: f64,
     pub group_user: f64,
     pub group_system: f64,
     pub program: f64,
@@ -83,19 +89,16 @@ pub struct Spent {
 impl Reading {
     /// Reads the clocks `meter` names.
     pub fn now(meter: &Meter) -> anyhow::Result<Self> {
-        let (group_user, group_system) = match meter.group {
-            Some(pgid) => group_times(pgid)?,
-            None => (0.0, 0.0),
-        };
+        let times = process_times(meter.group)?;
         let (program, program_runs) = match &meter.program {
             Some(pin) => program_times(pin)?,
             None => (0.0, 0),
         };
         Ok(Self {
             at: Instant::now(),
-            kernel: kernel_time()?,
-            group_user,
-            group_system,
+            tasks: times.all,
+            group_user: times.group_user,
+            group_system: times.group_system,
             program,
             program_runs,
         })
@@ -105,7 +108,7 @@ impl Reading {
     pub fn until(&self, later: &Reading) -> Spent {
         Spent {
             seconds: later.at.duration_since(self.at).as_secs_f64(),
-            kernel: later.kernel - self.kernel,
+            tasks: later.tasks - self.tasks,
             group_user: later.group_user - self.group_user,
             group_system: later.group_system - self.group_system,
             program: later.program - self.program,
@@ -114,41 +117,57 @@ impl Reading {
     }
 }
 
-/// The aggregate `cpu` line of `/proc/stat`: system (3rd), irq (6th) and softirq (7th).
-fn kernel_time() -> anyhow::Result<f64> {
-    let text = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    parse_kernel_time(&text).context("no cpu line in /proc/stat")
+/// Processes' CPU time, s.
+struct ProcessTimes {
+    /// User + system time of every process.
+    all: f64,
+    group_user: f64,
+    group_system: f64,
 }
 
-fn parse_kernel_time(text: &str) -> Option<f64> {
-    let line = text.lines().find(|line| line.starts_with("cpu "))?;
-    let fields: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|field| field.parse().unwrap_or(0))
-        .collect();
-    let ticks = fields.get(2)? + fields.get(5)? + fields.get(6)?;
-    Some(ticks as f64 * tick())
-}
-
-/// Sum of utime and stime over the processes of group `pgid`, in seconds.
-fn group_times(pgid: u32) -> anyhow::Result<(f64, f64)> {
+/// The user + system time of every process (this one's from `getrusage`, to the
+/// microsecond; the others' from `/proc/PID/stat`, in clock ticks), and the user and
+/// system time of the processes of group `pgid`.
+fn process_times(pgid: Option<u32>) -> anyhow::Result<ProcessTimes> {
+    let own = std::process::id();
+    let mut all = 0;
     let mut user = 0;
     let mut system = 0;
     for entry in fs::read_dir("/proc").context("listing /proc")? {
-        let path = entry?.path().join("stat");
-        // Processes come and go while we read: a missing file is a process that ended.
-        let Ok(text) = fs::read_to_string(&path) else {
+        let entry = entry?;
+        if entry.file_name().to_str() == Some(own.to_string().as_str()) {
+            continue;
+        }
+        // Processes come and go while we read: a missing file is a process that ended,
+        // and entries that are not processes have no `stat`.
+        let Ok(text) = fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        if let Some((group, utime, stime)) = parse_process_stat(&text)
-            && group == pgid
-        {
-            user += utime;
-            system += stime;
+        if let Some((group, utime, stime)) = parse_process_stat(&text) {
+            all += utime + stime;
+            if Some(group) == pgid {
+                user += utime;
+                system += stime;
+            }
         }
     }
-    Ok((user as f64 * tick(), system as f64 * tick()))
+    Ok(ProcessTimes {
+        all: all as f64 * tick() + own_time(),
+        group_user: user as f64 * tick(),
+        group_system: system as f64 * tick(),
+    })
+}
+
+/// This process's user + system time, s, its ended threads included.
+fn own_time() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let seconds = |time: libc::timeval| time.tv_sec as f64 + time.tv_usec as f64 * 1e-6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 /// (pgrp, utime, stime) of a `/proc/PID/stat` line. The command name may hold spaces
@@ -170,8 +189,6 @@ mod tests {
 
     #[test]
     fn proc_files_are_read() {
-        let stat = "cpu  10 0 20 500 0 3 7 0 0 0\ncpu0 1 0 2 50 0 0 0 0 0 0\n";
-        assert_eq!(parse_kernel_time(stat), Some(30.0 * tick()));
         let process = "4242 (kamailio (x)) S 1 4240 4240 0 -1 4194560 900 0 0 0 \
                        150 25 0 0 20 0 1 0 100 1000 10";
         assert_eq!(parse_process_stat(process), Some((4240, 150, 25)));

@@ -1,5 +1,5 @@
 //! The end-to-end benchmark (`sipxdp-bench --e2e`): the XDP generator in the lab's client
-//! sends SIP BYEs to the VIP through four balancers in turn, in the same balancer
+//! sends SIP BYEs to the VIP through five balancers in turn, in the same balancer
 //! namespace, to the same backend sinks ([`crate::e2e_lab`]), and
 //! [`throughput::loss_free_rate`] finds each one's highest loss-free rate and its CPU
 //! time per message:
@@ -7,9 +7,11 @@
 //! 1. sipxdp's fast path (the real `sipxdp run`, native XDP on veth);
 //! 2. sipxdp's slow path alone (every Call-ID after 120 header lines, beyond the kernel's
 //!    reach, so the daemon forwards every message);
-//! 3. Kamailio's dispatcher (algorithm 0, Call-ID hash, stateless `forward()`), with
+//! 3. no balancer in XDP: a program on the balancer's link redirects every frame to a
+//!    backend picked at random (the ceiling of the XDP path, and the lab's own CPU time);
+//! 4. Kamailio's dispatcher (algorithm 0, Call-ID hash, stateless `forward()`), with
 //!    sipxdp stopped and detached;
-//! 4. no balancer: the balancer namespace routes the VIP to a backend (the ceiling of the
+//! 5. no balancer in the stack: the balancer namespace routes the VIP to a backend (the ceiling of the
 //!    network stack's path).
 
 use std::net::SocketAddr;
@@ -17,7 +19,7 @@ use std::net::SocketAddr;
 use anyhow::Context as _;
 
 use crate::{
-    cpu::{Meter, ProgramStats},
+    cpu::Meter,
     e2e_lab::E2eLab,
     kamailio::Kamailio,
     sipgen::{Call, Rng, with_extra_header_lines},
@@ -35,6 +37,7 @@ pub enum Balancer {
     SlowPath,
     Kamailio,
     Forwarding,
+    XdpForwarding,
 }
 
 impl Balancer {
@@ -46,6 +49,7 @@ impl Balancer {
             }
             Balancer::Kamailio => "Kamailio dispatcher (alg 0, stateless)".into(),
             Balancer::Forwarding => "no balancer (kernel routing)".into(),
+            Balancer::XdpForwarding => "no balancer (XDP redirect, random backend)".into(),
         }
     }
 }
@@ -59,16 +63,22 @@ pub struct Measured {
 
 impl Measured {
     /// The CPU time the machine spent per message at the loss-free rate, in µs, measured
-    /// the same way for every balancer: the kernel time of all CPUs above the idle
-    /// baseline (XDP, the network stack and every system call, whoever made it: the
-    /// generator's and the sinks' work included) plus the balancer's user time.
+    /// the same way for every balancer: the CPU time of all processes above the idle
+    /// baseline (the balancer's, and XDP and the network stack in the softirq of whoever
+    /// sent: the generator's and the sinks' work included).
     pub fn machine_us_per_message(&self) -> Option<f64> {
-        let cpu = self.capacity.cpu.as_ref()?;
-        Some(cpu.kernel_us() + cpu.group_us(false))
+        Some(self.capacity.cpu.as_ref()?.machine_us())
+    }
+
+    /// What the balancer adds to the machine's CPU time per message, in µs: its machine
+    /// CPU less that of XDP forwarding to the backends without a balancer's work
+    /// (`lab`), which is the generator's, the sinks' and the links' share.
+    pub fn balancer_us_per_message(&self, lab: &Measured) -> Option<f64> {
+        Some(self.machine_us_per_message()? - lab.machine_us_per_message()?)
     }
 }
 
-/// Runs the four measurements on one lab and tears it down.
+/// Runs the five measurements on one lab and tears it down.
 ///
 /// # Errors
 ///
@@ -93,11 +103,12 @@ pub fn run() -> anyhow::Result<Vec<Measured>> {
         group: lab.daemon_pid(),
         program: Some(lab.pin_path().join("program")),
     };
-    let stats = ProgramStats::enable()?;
     measure(&lab, Balancer::FastPath, &fast, sipxdp.clone())?;
     measure(&lab, Balancer::SlowPath, &slow, sipxdp)?;
-    drop(stats);
     lab.stop_sipxdp().context("stopping sipxdp")?;
+
+    lab.forward_to_random_backends()?;
+    measure(&lab, Balancer::XdpForwarding, &fast, Meter::default())?;
 
     lab.pass_to_stack()?;
     let backends: Vec<(SocketAddr, u32)> = lab

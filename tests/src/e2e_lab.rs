@@ -8,15 +8,18 @@
 //! ```
 //!
 //! Each host has a namespace of its own. The client sends with the XDP generator
-//! ([`crate::xdp_traffic::Generator`]) straight into the balancer's `front` veth; each
-//! backend counts what reaches it with an XDP sink and drops it. No bridge: a Linux bridge
+//! ([`crate::xdp_traffic::Generator`]) straight into the balancer's `front` veth, from
+//! one thread per CPU; each backend counts what reaches it with an XDP sink and drops it.
+//! Every link has a queue per CPU, so that each CPU carries its share from the generator
+//! to the sinks without waiting for another. No bridge: a Linux bridge
 //! turns every frame into a socket buffer, which would cost more than the balancer. No
 //! ARP: every neighbour is permanent. No IPv6: nothing but the benchmark's frames moves.
 //!
 //! The balancer under test runs in the balancer namespace: `sipxdp run` attached in
-//! driver mode to `front`, or, for the balancers that run in the network stack
-//! (Kamailio, plain routing), a pass-through XDP program on `front` (a veth only takes
-//! frames from its peer's XDP when it has an XDP program of its own).
+//! driver mode to `front`; a program that redirects every frame to a backend picked at
+//! random (XDP forwarding without a balancer's work); or, for the balancers that run in the network
+//! stack (Kamailio, plain routing), a pass-through XDP program on `front` (a veth only
+//! takes frames from its peer's XDP when it has an XDP program of its own).
 
 use std::{
     fs,
@@ -32,7 +35,7 @@ use crate::{
     ChildGuard, Iface, MacAddr, Netns, Veth,
     daemon_lab::{sipxdp_binary, spawn_daemon},
     frames::{BALANCER_MAC, CLIENT, CLIENT_MAC, FrameSpec, VIP, udp_frame},
-    raw_bpf,
+    raw_bpf::{self, Asm, HELPER_GET_PRANDOM_U32, HELPER_REDIRECT_MAP, R0, R1, R2, R3},
     reference_xdp::ReferenceXdp,
     xdp_traffic::{Generator, Sink},
 };
@@ -48,6 +51,12 @@ const FRONT_MTU: u32 = 3000;
 /// Backends in the lab.
 pub const BACKENDS: usize = 3;
 
+/// The CPUs of this machine: the lab's links have a queue for each, and the generator a
+/// sending thread on each.
+pub fn cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |count| count.get() as u32)
+}
+
 /// The balancer's and backend `number`'s (from 0) addresses on their /30 of
 /// 203.0.113.0/24.
 fn backend_link(number: usize) -> (Ipv4Addr, Ipv4Addr) {
@@ -62,14 +71,14 @@ fn backend_link(number: usize) -> (Ipv4Addr, Ipv4Addr) {
 pub struct E2eLab {
     /// `sipxdp run`, while it runs.
     daemon: Option<ChildGuard>,
-    /// The pass-through program's link on `front`, while attached.
-    pass_through: Option<OwnedFd>,
+    /// The link of the program standing in for sipxdp on `front`, while attached.
+    stand_in: Option<OwnedFd>,
     sink: Sink,
     front: Veth,
-    /// Kept for teardown: dropping them removes the links and namespaces.
-    _back: Vec<Veth>,
+    back: Vec<Veth>,
     client: Netns,
     balancer: Netns,
+    /// Kept for teardown: dropping them removes the namespaces.
     _backends: Vec<Netns>,
     directory: PathBuf,
 }
@@ -94,7 +103,7 @@ impl E2eLab {
         let directory = std::env::temp_dir().join(format!("sipxdp-e2e-{}", std::process::id()));
         fs::create_dir_all(&directory)
             .with_context(|| format!("creating {}", directory.display()))?;
-        let front = Veth::new(&client, &balancer, None, None)?;
+        let front = Veth::with_queues(&client, &balancer, cpus())?;
         front.a().set_mac(MacAddr(CLIENT_MAC))?;
         front.b().set_mac(MacAddr(BALANCER_MAC))?;
         for (end, address) in [(front.a(), CLIENT), (front.b(), FRONT_ADDRESS)] {
@@ -106,7 +115,7 @@ impl E2eLab {
         let mut sink = Sink::new(SIP_PORT)?;
         let mut back = Vec::new();
         for (number, netns) in backends.iter().enumerate() {
-            let veth = Veth::new(&balancer, netns, None, None)?;
+            let veth = Veth::with_queues(&balancer, netns, cpus())?;
             let (ours, theirs) = backend_link(number);
             veth.a().add_address(IpAddr::V4(ours), 30)?;
             veth.b().add_address(IpAddr::V4(theirs), 30)?;
@@ -126,10 +135,10 @@ impl E2eLab {
         }
         Ok(Self {
             daemon: None,
-            pass_through: None,
+            stand_in: None,
             sink,
             front,
-            _back: back,
+            back,
             client,
             balancer,
             _backends: backends,
@@ -286,18 +295,54 @@ impl E2eLab {
     }
 
     /// Attaches a program that passes every frame to the stack on `front`, for the
-    /// balancers that run there.
+    /// balancers that run there, in place of any other stand-in.
     ///
     /// # Errors
     ///
     /// The program could not be loaded or attached.
     pub fn pass_to_stack(&mut self) -> anyhow::Result<()> {
         let program = ReferenceXdp::load()?;
+        self.stand_in(program.program())
+    }
+
+    /// Attaches a program that redirects every frame on `front` to a backend's link
+    /// picked at random, unchanged: XDP forwarding to the backends without a balancer's
+    /// work, the ceiling of the XDP path and the lab's own CPU time per message.
+    ///
+    /// # Errors
+    ///
+    /// The program or its device map could not be loaded, or the program attached.
+    pub fn forward_to_random_backends(&mut self) -> anyhow::Result<()> {
+        let ifindexes = self
+            .back
+            .iter()
+            .map(|veth| veth.a().ifindex())
+            .collect::<Result<Vec<_>, _>>()?;
+        // Entries name interfaces of the namespace they are added from.
+        let ports = self
+            .balancer
+            .enter_thread(|| raw_bpf::create_devmap("sipxdp_fwd_tx", &ifindexes))??;
+        let program = Asm::default()
+            .call(HELPER_GET_PRANDOM_U32)
+            .mov(R2, R0)
+            .mod_imm(R2, BACKENDS as i32)
+            .load_map(R1, &ports)
+            .mov_imm(R3, 0)
+            .call(HELPER_REDIRECT_MAP)
+            .exit()
+            .finish();
+        let program = raw_bpf::load_xdp("sipxdp_forward", &program)?;
+        self.stand_in(&program)
+    }
+
+    fn stand_in(&mut self, program: &OwnedFd) -> anyhow::Result<()> {
+        // One program at a time: the old link goes first.
+        self.stand_in = None;
         let ifindex = self.front.b().ifindex()?;
         let link = self
             .balancer
-            .enter_thread(|| raw_bpf::attach_native(program.program(), ifindex))??;
-        self.pass_through = Some(link);
+            .enter_thread(|| raw_bpf::attach_native(program, ifindex))??;
+        self.stand_in = Some(link);
         Ok(())
     }
 

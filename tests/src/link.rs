@@ -407,13 +407,49 @@ impl Veth {
         name_a: Option<&str>,
         name_b: Option<&str>,
     ) -> Result<Veth, LinkError> {
+        Self::create(netns_a, netns_b, name_a, name_b, 1)
+    }
+
+    /// A veth pair with fresh names and `queues` transmit and receive queues at each end:
+    /// with native XDP, each queue has a NAPI context of its own, and a CPU sends into
+    /// the peer's queue of its number (modulo the count), so CPUs do not share a queue.
+    pub fn with_queues(netns_a: &Netns, netns_b: &Netns, queues: u32) -> Result<Veth, LinkError> {
+        Self::create(netns_a, netns_b, None, None, queues)
+    }
+
+    fn create(
+        netns_a: &Netns,
+        netns_b: &Netns,
+        name_a: Option<&str>,
+        name_b: Option<&str>,
+        queues: u32,
+    ) -> Result<Veth, LinkError> {
         let name_a = name_a.map_or_else(|| names::ifname('a'), str::to_owned);
         let name_b = name_b.map_or_else(|| names::ifname('b'), str::to_owned);
         let a = Iface::new(netns_a, &name_a)?;
         let b = Iface::new(netns_b, &name_b)?;
+        let queues = queues.to_string();
         cmd::ip(&[
-            "link", "add", &a.name, "netns", &a.netns, "type", "veth", "peer", "name", &b.name,
-            "netns", &b.netns,
+            "link",
+            "add",
+            &a.name,
+            "netns",
+            &a.netns,
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b.name,
+            "netns",
+            &b.netns,
+            "numtxqueues",
+            &queues,
+            "numrxqueues",
+            &queues,
         ])
         .map_err(|source| LinkError::CreateVeth {
             name_a: a.name.clone(),

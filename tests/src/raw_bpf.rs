@@ -16,12 +16,14 @@ const ATTR_SIZE: usize = 160;
 
 const BPF_MAP_CREATE: libc::c_long = 0;
 const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
+const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
 const BPF_PROG_TYPE_XDP: u32 = 6;
 const BPF_MAP_TYPE_PERCPU_ARRAY: u32 = 6;
+const BPF_MAP_TYPE_DEVMAP: u32 = 14;
 /// `BPF_XDP`, the attach type of an XDP link (kernel 5.9).
 const BPF_XDP: u32 = 37;
 /// `XDP_FLAGS_DRV_MODE`: native XDP, in the driver.
@@ -38,6 +40,7 @@ pub const XDP_TX: i32 = 3;
 /// Helper function numbers (`enum bpf_func_id`).
 pub const HELPER_MAP_LOOKUP_ELEM: i32 = 1;
 pub const HELPER_GET_PRANDOM_U32: i32 = 7;
+pub const HELPER_REDIRECT_MAP: i32 = 51;
 
 /// A failed `bpf(2)` command, named.
 #[derive(Debug, thiserror::Error)]
@@ -141,6 +144,11 @@ impl Asm {
     /// `dst &= imm`.
     pub fn and_imm(&mut self, dst: Reg, imm: i32) -> &mut Self {
         self.push(0x57, dst, R0, 0, imm)
+    }
+
+    /// `dst %= imm` (unsigned).
+    pub fn mod_imm(&mut self, dst: Reg, imm: i32) -> &mut Self {
+        self.push(0x97, dst, R0, 0, imm)
     }
 
     /// `dst >>= imm` (logical).
@@ -278,6 +286,39 @@ pub fn create_counters(name: &str, entries: u32) -> Result<OwnedFd, BpfError> {
         &mut attr,
         &format!("creating the map {name}"),
     )
+}
+
+/// A device map (kernel 4.14) whose entry `n` redirects to `ifindexes[n]`. Must run in
+/// the interfaces' network namespace.
+///
+/// # Errors
+///
+/// The kernel refused the map or an entry.
+pub fn create_devmap(name: &str, ifindexes: &[u32]) -> Result<OwnedFd, BpfError> {
+    let mut attr = [0u8; ATTR_SIZE];
+    put(&mut attr, 0, &BPF_MAP_TYPE_DEVMAP.to_ne_bytes());
+    put(&mut attr, 4, &4u32.to_ne_bytes());
+    put(&mut attr, 8, &4u32.to_ne_bytes());
+    put(&mut attr, 12, &(ifindexes.len() as u32).to_ne_bytes());
+    put(&mut attr, 28, &name.as_bytes()[..name.len().min(15)]);
+    let map = bpf_fd(
+        BPF_MAP_CREATE,
+        &mut attr,
+        &format!("creating the map {name}"),
+    )?;
+    for (index, ifindex) in ifindexes.iter().enumerate() {
+        let key = index as u32;
+        let mut attr = [0u8; ATTR_SIZE];
+        put(&mut attr, 0, &(map.as_raw_fd() as u32).to_ne_bytes());
+        put(&mut attr, 8, &(&key as *const u32 as u64).to_ne_bytes());
+        put(&mut attr, 16, &(ifindex as *const u32 as u64).to_ne_bytes());
+        bpf(
+            BPF_MAP_UPDATE_ELEM,
+            &mut attr,
+            &format!("adding interface {ifindex} to {name}"),
+        )?;
+    }
+    Ok(map)
 }
 
 /// The sum over all CPUs of counter `index` of a map from [`create_counters`].

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, ensure};
 
 use crate::{
-    cpu::{Meter, Reading, Spent},
-    e2e_lab::E2eLab,
+    cpu::{Meter, ProgramStats, Reading, Spent},
+    e2e_lab::{E2eLab, cpus},
     netns::Netns,
     wait_until,
     xdp_traffic::Generator,
@@ -26,8 +26,7 @@ const BURST: Duration = Duration::from_millis(500);
 /// ... and sends at most this many messages.
 const MAX_BURST_MESSAGES: usize = 2_000_000;
 /// The generator sends a slot's worth of messages at a time (one run costs about 75 µs
-/// besides its frames), from one thread: the front veth has one receive queue, and a
-/// second CPU pushing into it while the first drains it would overrun its 256 places.
+/// besides its frames), slot `n` from the sending thread of CPU `n` modulo the CPUs.
 const SLOT: Duration = Duration::from_millis(1);
 /// A burst that cannot be sent within this time (a sender slower than the rate) stops.
 const SEND_LIMIT: Duration = Duration::from_secs(2);
@@ -85,13 +84,17 @@ pub struct Capacity {
 pub struct CpuBurst {
     pub burst: Burst,
     pub idle: Spent,
+    /// A second burst at the same rate with BPF statistics on, when the meter names a
+    /// program: they cost every XDP program run on the machine two clock reads, so the
+    /// first burst runs without them.
+    pub with_statistics: Option<Burst>,
 }
 
 impl CpuBurst {
-    /// All CPUs' kernel time above the idle baseline, per message, in µs.
-    pub fn kernel_us(&self) -> f64 {
-        let idle_rate = self.idle.kernel / self.idle.seconds.max(1e-9);
-        let busy = self.burst.spent.kernel - idle_rate * self.burst.spent.seconds;
+    /// All processes' CPU time above the idle baseline, per message, in µs.
+    pub fn machine_us(&self) -> f64 {
+        let idle_rate = self.idle.tasks / self.idle.seconds.max(1e-9);
+        let busy = self.burst.spent.tasks - idle_rate * self.burst.spent.seconds;
         busy.max(0.0) * self.per_message()
     }
 
@@ -101,10 +104,11 @@ impl CpuBurst {
         (spent.group_user + if system { spent.group_system } else { 0.0 }) * self.per_message()
     }
 
-    /// The XDP program's run time per message, µs (all its runs, health checks
-    /// included, over the messages that arrived).
-    pub fn program_us(&self) -> f64 {
-        self.burst.spent.program * self.per_message()
+    /// The XDP program's run time per message, µs (all its runs over the messages that
+    /// arrived), if it was measured.
+    pub fn program_us(&self) -> Option<f64> {
+        let burst = self.with_statistics.as_ref()?;
+        Some(burst.spent.program * 1e6 / burst.received.max(1) as f64)
     }
 
     fn per_message(&self) -> f64 {
@@ -179,15 +183,28 @@ pub fn loss_free_rate(
         let idle_start = Reading::now(meter)?;
         std::thread::sleep(CPU_BURST);
         let idle = idle_start.until(&Reading::now(meter)?);
-        let (burst, _) = burst(rate, CPU_BURST)?;
-        capacity.cpu = Some(CpuBurst { burst, idle });
+        let (measured, _) = burst(rate, CPU_BURST)?;
+        let with_statistics = match meter.program {
+            Some(_) => {
+                let _statistics = ProgramStats::enable()?;
+                Some(burst(rate, CPU_BURST)?.0)
+            }
+            None => None,
+        };
+        capacity.cpu = Some(CpuBurst {
+            burst: measured,
+            idle,
+            with_statistics,
+        });
     }
     Ok(capacity)
 }
 
 /// Sends `count` frames from `generator` out of `ifindex` (in `netns`) at `rate` a
-/// second, a slot's worth at a time, each slot no earlier than its time. Stops early
-/// once [`SEND_LIMIT`] has passed. Returns how many were sent.
+/// second: slot `n` holds frames `n * per_slot ..` and is sent no earlier than its time,
+/// by a thread pinned to CPU `n % cpus`, which sends into the receive queue of the same
+/// number on the other end (one queue per CPU, see [`crate::e2e_lab`]). Senders stop
+/// early once [`SEND_LIMIT`] has passed. Returns how many were sent.
 fn send_paced(
     netns: &Netns,
     generator: &Generator,
@@ -196,16 +213,53 @@ fn send_paced(
     rate: u64,
 ) -> anyhow::Result<usize> {
     let per_slot = ((rate as f64 * SLOT.as_secs_f64()).ceil() as usize).max(1);
-    netns.enter_thread(|| {
-        let start = Instant::now();
+    let slots = count.div_ceil(per_slot);
+    let cpus = cpus() as usize;
+    let start = Instant::now();
+    let sender = |cpu: usize| -> anyhow::Result<usize> {
+        pin_to_cpu(cpu)?;
         let mut sent = 0;
-        while sent < count && start.elapsed() < SEND_LIMIT {
-            let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
+        for slot in (cpu..slots).step_by(cpus) {
+            if start.elapsed() >= SEND_LIMIT {
+                break;
+            }
+            let from = slot * per_slot;
+            let due = start + Duration::from_secs_f64(from as f64 / rate as f64);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
-            let frames = per_slot.min(count - sent);
+            let frames = per_slot.min(count - from);
             generator.send(ifindex, frames as u32)?;
             sent += frames;
         }
         Ok(sent)
-    })?
+    };
+    std::thread::scope(|scope| {
+        let senders: Vec<_> = (0..cpus)
+            .map(|cpu| scope.spawn(move || netns.enter_thread(|| sender(cpu))))
+            .collect();
+        let mut sent = 0;
+        for handle in senders {
+            match handle.join() {
+                Ok(result) => sent += result??,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(sent)
+    })
+}
+
+/// Keeps the calling thread on CPU `cpu`.
+fn pin_to_cpu(cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET stays within it for a CPU
+    // number below CPU_SETSIZE, and sched_setaffinity reads it.
+    let result = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set)
+    };
+    ensure!(
+        result == 0,
+        "pinning a sender to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
+    Ok(())
 }
