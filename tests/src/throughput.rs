@@ -118,7 +118,8 @@ impl CpuBurst {
 
 /// Sends bursts from `generator` to the lab's balancer at each of [`RATES`] in turn,
 /// stopping after the first burst that loses a message or cannot be sent at its rate,
-/// then measures the CPU time `meter` names over a longer burst at the loss-free rate.
+/// then measures the CPU time `meter` names over a longer burst at the loss-free rate
+/// ([`cpu_at`]).
 ///
 /// # Errors
 ///
@@ -128,35 +129,6 @@ pub fn loss_free_rate(
     generator: &Generator,
     meter: &Meter,
 ) -> anyhow::Result<Capacity> {
-    let ifindex = lab.client_ifindex()?;
-    let burst = |rate: u64, duration: Duration| -> anyhow::Result<(Burst, usize)> {
-        let count = ((rate as f64 * duration.as_secs_f64()) as usize).min(MAX_BURST_MESSAGES);
-        let before = Reading::now(meter)?;
-        let received_before = lab.received()?;
-        let sent =
-            send_paced(lab.client(), generator, ifindex, count, rate).context("sending a burst")?;
-        let sending = before.at.elapsed();
-        let mut received = 0;
-        wait_until(Instant::now() + DRAIN, || {
-            received = lab
-                .received()
-                .map_or(received, |now| (now - received_before) as usize);
-            received >= sent
-        });
-        let spent = before.until(&Reading::now(meter)?);
-        ensure!(
-            received <= sent,
-            "more arrived than was sent: a stray sender?"
-        );
-        let burst = Burst {
-            rate,
-            sent,
-            sending,
-            received,
-            spent,
-        };
-        Ok((burst, count))
-    };
     let mut capacity = Capacity {
         loss_free: None,
         sender_limited: false,
@@ -165,7 +137,7 @@ pub fn loss_free_rate(
     };
     let mut cpu_rate = None;
     for rate in RATES {
-        let (burst, asked) = burst(rate, BURST)?;
+        let (burst, asked) = burst(lab, generator, meter, rate, BURST)?;
         capacity.bursts.push(burst);
         let lossless = burst.received == burst.sent;
         if lossless {
@@ -180,24 +152,78 @@ pub fn loss_free_rate(
         }
     }
     if let Some(rate) = cpu_rate {
-        let idle_start = Reading::now(meter)?;
-        std::thread::sleep(CPU_BURST);
-        let idle = idle_start.until(&Reading::now(meter)?);
-        let (measured, _) = burst(rate, CPU_BURST)?;
-        let with_statistics = match meter.program {
-            Some(_) => {
-                let _statistics = ProgramStats::enable()?;
-                Some(burst(rate, CPU_BURST)?.0)
-            }
-            None => None,
-        };
-        capacity.cpu = Some(CpuBurst {
-            burst: measured,
-            idle,
-            with_statistics,
-        });
+        capacity.cpu = Some(cpu_at(lab, generator, meter, rate)?);
     }
     Ok(capacity)
+}
+
+/// The CPU time `meter` names over a [`CPU_BURST`] at `rate`, after an idle baseline of
+/// the same length; with a second burst with BPF statistics on when it names a program.
+///
+/// # Errors
+///
+/// Sending, reading the clocks or the sinks failed.
+pub fn cpu_at(
+    lab: &E2eLab,
+    generator: &Generator,
+    meter: &Meter,
+    rate: u64,
+) -> anyhow::Result<CpuBurst> {
+    let idle_start = Reading::now(meter)?;
+    std::thread::sleep(CPU_BURST);
+    let idle = idle_start.until(&Reading::now(meter)?);
+    let (measured, _) = burst(lab, generator, meter, rate, CPU_BURST)?;
+    let with_statistics = match meter.program {
+        Some(_) => {
+            let _statistics = ProgramStats::enable()?;
+            Some(burst(lab, generator, meter, rate, CPU_BURST)?.0)
+        }
+        None => None,
+    };
+    Ok(CpuBurst {
+        burst: measured,
+        idle,
+        with_statistics,
+    })
+}
+
+/// One burst of `rate` messages a second for `duration` (at most [`MAX_BURST_MESSAGES`]),
+/// with the CPU time `meter` names from its start until its last message arrived or
+/// [`DRAIN`] passed; and how many messages it asked for.
+fn burst(
+    lab: &E2eLab,
+    generator: &Generator,
+    meter: &Meter,
+    rate: u64,
+    duration: Duration,
+) -> anyhow::Result<(Burst, usize)> {
+    let count = ((rate as f64 * duration.as_secs_f64()) as usize).min(MAX_BURST_MESSAGES);
+    let ifindex = lab.client_ifindex()?;
+    let before = Reading::now(meter)?;
+    let received_before = lab.received()?;
+    let sent =
+        send_paced(lab.client(), generator, ifindex, count, rate).context("sending a burst")?;
+    let sending = before.at.elapsed();
+    let mut received = 0;
+    wait_until(Instant::now() + DRAIN, || {
+        received = lab
+            .received()
+            .map_or(received, |now| (now - received_before) as usize);
+        received >= sent
+    });
+    let spent = before.until(&Reading::now(meter)?);
+    ensure!(
+        received <= sent,
+        "more arrived than was sent: a stray sender?"
+    );
+    let burst = Burst {
+        rate,
+        sent,
+        sending,
+        received,
+        spent,
+    };
+    Ok((burst, count))
 }
 
 /// Sends `count` frames from `generator` out of `ifindex` (in `netns`) at `rate` a
