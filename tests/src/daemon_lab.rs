@@ -386,11 +386,7 @@ mode = \"{mode}\"
                 ));
             }
         }
-        let path = self.config_path();
-        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
-            .with_context(|| format!("setting the mode of {}", path.display()))?;
-        Ok(())
+        write_config(&self.config_path(), &text)
     }
 
     fn log_path(&self, name: &str) -> PathBuf {
@@ -418,14 +414,7 @@ mode = \"{mode}\"
     /// Runs `sipxdp detach` in the balancer's namespace: removes what a stopped daemon
     /// left attached and pinned. Returns what it printed.
     pub fn detach(&self) -> anyhow::Result<String> {
-        let binary = sipxdp_binary()?;
-        let output = self.lab.balancer().netns().run(&[
-            binary.to_str().context("a UTF-8 path")?,
-            "detach",
-            "--config",
-            self.config_path().to_str().context("a UTF-8 path")?,
-        ])?;
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        detach(self.lab.balancer().netns(), &self.config_path())
     }
 
     /// Kills the daemon with SIGKILL: no chance to clean up, as in a crash.
@@ -548,10 +537,7 @@ mode = \"{mode}\"
             .into_iter()
             .flatten()
         {
-            let output = balancer
-                .netns()
-                .run(&["ip", "link", "show", "dev", interface.name()])?;
-            states.push(String::from_utf8_lossy(&output.stdout).contains("xdp"));
+            states.push(has_xdp(balancer.netns(), interface.name())?);
         }
         Ok(if states.iter().all(|&on| on) {
             Some(true)
@@ -658,6 +644,45 @@ mode = \"{mode}\"
         let output = fs::read_to_string(self.log_path("sipxdp.out")).unwrap_or_default();
         Ok((status, output))
     }
+}
+
+/// Writes the daemon's configuration `text` to `path`, readable by all and writable by
+/// its owner only, as the daemon requires.
+///
+/// # Errors
+///
+/// The file could not be written.
+pub fn write_config(path: &Path, text: &str) -> anyhow::Result<()> {
+    fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("setting the mode of {}", path.display()))
+}
+
+/// Runs `sipxdp detach --config CONFIG` in `netns`: removes what a stopped daemon left
+/// attached and pinned. Returns what it printed.
+///
+/// # Errors
+///
+/// The binary could not be found or run, or failed.
+pub fn detach(netns: &Netns, config: &Path) -> anyhow::Result<String> {
+    let binary = sipxdp_binary()?;
+    let output = netns.run(&[
+        binary.to_str().context("a UTF-8 path")?,
+        "detach",
+        "--config",
+        config.to_str().context("a UTF-8 path")?,
+    ])?;
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Whether an XDP program is attached to `interface` in `netns`.
+///
+/// # Errors
+///
+/// `ip link show` failed.
+pub fn has_xdp(netns: &Netns, interface: &str) -> anyhow::Result<bool> {
+    let output = netns.run(&["ip", "link", "show", "dev", interface])?;
+    Ok(String::from_utf8_lossy(&output.stdout).contains("xdp"))
 }
 
 /// Runs `sipxdp check-config` on a file holding `text`, which is removed afterwards;

@@ -24,7 +24,7 @@
 use std::{
     fs,
     net::{IpAddr, Ipv4Addr, SocketAddr},
-    os::{fd::OwnedFd, unix::fs::PermissionsExt as _},
+    os::fd::OwnedFd,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -33,7 +33,7 @@ use anyhow::{Context as _, ensure};
 
 use crate::{
     ChildGuard, Iface, MacAddr, Netns, Veth,
-    daemon_lab::{sipxdp_binary, spawn_daemon},
+    daemon_lab::{detach, has_xdp, spawn_daemon, write_config},
     frames::{BALANCER_MAC, CLIENT, CLIENT_MAC, FrameSpec, VIP, udp_frame},
     raw_bpf::{self, Asm, HELPER_GET_PRANDOM_U32, HELPER_REDIRECT_MAP, R0, R1, R2, R3},
     reference_xdp::ReferenceXdp,
@@ -74,6 +74,8 @@ pub struct E2eLab {
     /// The link of the program standing in for sipxdp on `front`, while attached.
     stand_in: Option<OwnedFd>,
     sink: Sink,
+    /// The client's end of `front`, which the generator sends out of.
+    client_ifindex: u32,
     front: Veth,
     back: Vec<Veth>,
     client: Netns,
@@ -133,10 +135,12 @@ impl E2eLab {
         {
             end.wait_oper_up(deadline)?;
         }
+        let client_ifindex = front.a().ifindex()?;
         Ok(Self {
             daemon: None,
             stand_in: None,
             sink,
+            client_ifindex,
             front,
             back,
             client,
@@ -157,8 +161,8 @@ impl E2eLab {
     }
 
     /// The client's end of the front link, which the generator sends out of.
-    pub fn client_ifindex(&self) -> anyhow::Result<u32> {
-        Ok(self.front.a().ifindex()?)
+    pub fn client_ifindex(&self) -> u32 {
+        self.client_ifindex
     }
 
     /// The VIP.
@@ -254,9 +258,7 @@ impl E2eLab {
             ));
         }
         let path = self.config_path();
-        fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o644))
-            .with_context(|| format!("setting the mode of {}", path.display()))?;
+        write_config(&path, &text)?;
         let daemon = spawn_daemon(&self.balancer, &path, &self.directory, &[], || {
             self.front_has_xdp().unwrap_or(false)
         })?;
@@ -278,19 +280,8 @@ impl E2eLab {
         if let Some(daemon) = self.daemon.take() {
             daemon.terminate(Duration::from_secs(10))?;
         }
-        self.detach()?;
+        detach(&self.balancer, &self.config_path())?;
         ensure!(!self.front_has_xdp()?, "sipxdp is still attached");
-        Ok(())
-    }
-
-    fn detach(&self) -> anyhow::Result<()> {
-        let binary = sipxdp_binary()?;
-        self.balancer.run(&[
-            binary.to_str().context("a UTF-8 path")?,
-            "detach",
-            "--config",
-            self.config_path().to_str().context("a UTF-8 path")?,
-        ])?;
         Ok(())
     }
 
@@ -368,10 +359,7 @@ impl E2eLab {
     }
 
     fn front_has_xdp(&self) -> anyhow::Result<bool> {
-        let output = self
-            .balancer
-            .run(&["ip", "link", "show", "dev", self.front.b().name()])?;
-        Ok(String::from_utf8_lossy(&output.stdout).contains("xdp"))
+        has_xdp(&self.balancer, self.front.b().name())
     }
 }
 
@@ -381,7 +369,7 @@ impl Drop for E2eLab {
             let _ = daemon.terminate(Duration::from_secs(5));
         }
         // The pins live in the host's bpffs, not in the lab's namespaces.
-        if self.config_path().exists() && self.detach().is_err() {
+        if self.config_path().exists() && detach(&self.balancer, &self.config_path()).is_err() {
             let _ = fs::remove_dir_all(self.pin_path());
         }
         let _ = fs::remove_dir_all(&self.directory);

@@ -269,16 +269,13 @@ pub fn load_xdp(name: &str, program: &[[u8; 8]]) -> Result<OwnedFd, BpfError> {
     })
 }
 
-/// A per-CPU array of `entries` 64-bit counters named `name` (at most 15 bytes).
-///
-/// # Errors
-///
-/// The kernel refused to create it.
-pub fn create_counters(name: &str, entries: u32) -> Result<OwnedFd, BpfError> {
+/// Creates a map of `kind` with 4-byte keys, `value_size`-byte values and `entries`
+/// entries, named `name` (at most 15 bytes).
+fn create_map(kind: u32, value_size: u32, entries: u32, name: &str) -> Result<OwnedFd, BpfError> {
     let mut attr = [0u8; ATTR_SIZE];
-    put(&mut attr, 0, &BPF_MAP_TYPE_PERCPU_ARRAY.to_ne_bytes());
+    put(&mut attr, 0, &kind.to_ne_bytes());
     put(&mut attr, 4, &4u32.to_ne_bytes());
-    put(&mut attr, 8, &8u32.to_ne_bytes());
+    put(&mut attr, 8, &value_size.to_ne_bytes());
     put(&mut attr, 12, &entries.to_ne_bytes());
     put(&mut attr, 28, &name.as_bytes()[..name.len().min(15)]);
     bpf_fd(
@@ -288,6 +285,15 @@ pub fn create_counters(name: &str, entries: u32) -> Result<OwnedFd, BpfError> {
     )
 }
 
+/// A per-CPU array of `entries` 64-bit counters named `name` (at most 15 bytes).
+///
+/// # Errors
+///
+/// The kernel refused to create it.
+pub fn create_counters(name: &str, entries: u32) -> Result<OwnedFd, BpfError> {
+    create_map(BPF_MAP_TYPE_PERCPU_ARRAY, 8, entries, name)
+}
+
 /// A device map (kernel 4.14) whose entry `n` redirects to `ifindexes[n]`. Must run in
 /// the interfaces' network namespace.
 ///
@@ -295,17 +301,7 @@ pub fn create_counters(name: &str, entries: u32) -> Result<OwnedFd, BpfError> {
 ///
 /// The kernel refused the map or an entry.
 pub fn create_devmap(name: &str, ifindexes: &[u32]) -> Result<OwnedFd, BpfError> {
-    let mut attr = [0u8; ATTR_SIZE];
-    put(&mut attr, 0, &BPF_MAP_TYPE_DEVMAP.to_ne_bytes());
-    put(&mut attr, 4, &4u32.to_ne_bytes());
-    put(&mut attr, 8, &4u32.to_ne_bytes());
-    put(&mut attr, 12, &(ifindexes.len() as u32).to_ne_bytes());
-    put(&mut attr, 28, &name.as_bytes()[..name.len().min(15)]);
-    let map = bpf_fd(
-        BPF_MAP_CREATE,
-        &mut attr,
-        &format!("creating the map {name}"),
-    )?;
+    let map = create_map(BPF_MAP_TYPE_DEVMAP, 4, ifindexes.len() as u32, name)?;
     for (index, ifindex) in ifindexes.iter().enumerate() {
         let key = index as u32;
         let mut attr = [0u8; ATTR_SIZE];
@@ -373,17 +369,23 @@ pub struct TestRun {
     pub duration_ns: u32,
 }
 
+/// The `BPF_PROG_TEST_RUN` attributes that run `program` `repeat` times on `frame`.
+fn test_run_attr(program: &OwnedFd, frame: &[u8], repeat: u32) -> [u8; ATTR_SIZE] {
+    let mut attr = [0u8; ATTR_SIZE];
+    put(&mut attr, 0, &(program.as_raw_fd() as u32).to_ne_bytes());
+    put(&mut attr, 8, &(frame.len() as u32).to_ne_bytes());
+    put(&mut attr, 16, &(frame.as_ptr() as u64).to_ne_bytes());
+    put(&mut attr, 32, &repeat.to_ne_bytes());
+    attr
+}
+
 /// Runs `program` `repeat` times on `frame` (`BPF_PROG_TEST_RUN`, kernel 4.12).
 ///
 /// # Errors
 ///
 /// The kernel refused the run.
 pub fn test_run(program: &OwnedFd, frame: &[u8], repeat: u32) -> Result<TestRun, BpfError> {
-    let mut attr = [0u8; ATTR_SIZE];
-    put(&mut attr, 0, &(program.as_raw_fd() as u32).to_ne_bytes());
-    put(&mut attr, 8, &(frame.len() as u32).to_ne_bytes());
-    put(&mut attr, 16, &(frame.as_ptr() as u64).to_ne_bytes());
-    put(&mut attr, 32, &repeat.to_ne_bytes());
+    let mut attr = test_run_attr(program, frame, repeat);
     bpf(BPF_PROG_TEST_RUN, &mut attr, "BPF_PROG_TEST_RUN")?;
     Ok(TestRun {
         action: word(&attr, 4),
@@ -409,11 +411,7 @@ pub fn send_live(
     let mut context = [0u32; 6];
     context[1] = frame.len() as u32;
     context[3] = ifindex;
-    let mut attr = [0u8; ATTR_SIZE];
-    put(&mut attr, 0, &(program.as_raw_fd() as u32).to_ne_bytes());
-    put(&mut attr, 8, &(frame.len() as u32).to_ne_bytes());
-    put(&mut attr, 16, &(frame.as_ptr() as u64).to_ne_bytes());
-    put(&mut attr, 32, &count.to_ne_bytes());
+    let mut attr = test_run_attr(program, frame, count);
     put(&mut attr, 40, &(size_of_val(&context) as u32).to_ne_bytes());
     put(&mut attr, 48, &(context.as_ptr() as u64).to_ne_bytes());
     put(&mut attr, 64, &BPF_F_TEST_XDP_LIVE_FRAMES.to_ne_bytes());

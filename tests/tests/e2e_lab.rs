@@ -23,7 +23,7 @@ fn generated_messages_all_reach_the_backends_spread_by_call_id() {
     lab.start_sipxdp().unwrap();
     let bye = Call::random(&mut Rng::new(7), 0).bye(lab.client_address(), lab.vip());
     let generator = lab.generator(&bye).unwrap();
-    let ifindex = lab.client_ifindex().unwrap();
+    let ifindex = lab.client_ifindex();
     lab.client()
         .enter_thread(|| generator.send(ifindex, MESSAGES))
         .unwrap()

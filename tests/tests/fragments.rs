@@ -42,6 +42,20 @@ fn assert_passed(output: &TestRunOutput, frame: &[u8], what: &str) {
 }
 
 /// A spec and an INVITE of about `body` bytes of SDP to the VIP of `v6`'s family.
+/// Asserts that every fragment of a datagram to the VIP of counter slot `slot` is passed
+/// to the stack untouched, and that the first one counts under that VIP as a fragment.
+fn assert_datagram_passed(program: &Loaded, slot: u32, fragments: &[Vec<u8>], what: &str) {
+    let first_before = program.packets(slot, Action::Passed, Reason::IpFragment);
+    for frame in fragments {
+        assert_passed(&run(program, frame), frame, what);
+    }
+    assert_eq!(
+        program.packets(slot, Action::Passed, Reason::IpFragment),
+        first_before + 1,
+        "{what}"
+    );
+}
+
 fn invite(v6: bool, identification: u16, body: usize, rng: &mut Rng) -> (FrameSpec, Call, Vec<u8>) {
     let vip = if v6 {
         IpAddr::V6(VIP_V6)
@@ -164,17 +178,11 @@ fn fragments_before_their_first_and_unplaceable_firsts_go_to_the_stack() {
         // The first fragment follows them to the stack, which reassembles the datagram
         // whole, and so do copies of the others sent again.
         let slot = if v6 { VIP_V6_SLOT } else { VIP_SLOT };
-        let first_before = program.packets(slot, Action::Passed, Reason::IpFragment);
-        for frame in &fragments {
-            assert_passed(
-                &run(&program, frame),
-                frame,
-                "a datagram already at the stack",
-            );
-        }
-        assert_eq!(
-            program.packets(slot, Action::Passed, Reason::IpFragment),
-            first_before + 1
+        assert_datagram_passed(
+            &program,
+            slot,
+            &fragments,
+            "a datagram already at the stack",
         );
         // The same call's next datagram, in order, is steered whole.
         let next = FrameSpec {
@@ -191,17 +199,11 @@ fn fragments_before_their_first_and_unplaceable_firsts_go_to_the_stack() {
         // the fragments after it.
         let (spec, _, message) = invite(v6, 0x300, 4000, &mut rng);
         let fragments = udp_fragments(&spec, &message, 300);
-        let first_before = program.packets(slot, Action::Passed, Reason::IpFragment);
-        for frame in &fragments {
-            assert_passed(
-                &run(&program, frame),
-                frame,
-                "a header section split over fragments",
-            );
-        }
-        assert_eq!(
-            program.packets(slot, Action::Passed, Reason::IpFragment),
-            first_before + 1
+        assert_datagram_passed(
+            &program,
+            slot,
+            &fragments,
+            "a header section split over fragments",
         );
     }
 }
