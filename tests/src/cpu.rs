@@ -129,13 +129,13 @@ struct ProcessTimes {
 /// microsecond; the others' from `/proc/PID/stat`, in clock ticks), and the user and
 /// system time of the processes of group `pgid`.
 fn process_times(pgid: Option<u32>) -> anyhow::Result<ProcessTimes> {
-    let own = std::process::id();
+    let own = std::process::id().to_string();
     let mut all = 0;
     let mut user = 0;
     let mut system = 0;
     for entry in fs::read_dir("/proc").context("listing /proc")? {
         let entry = entry?;
-        if entry.file_name().to_str() == Some(own.to_string().as_str()) {
+        if entry.file_name().to_str() == Some(own.as_str()) {
             continue;
         }
         // Processes come and go while we read: a missing file is a process that ended,
