@@ -11,6 +11,7 @@
 //! task that sent the packet, so their time is that task's.
 
 use std::{
+    ffi::OsStr,
     fs,
     os::fd::OwnedFd,
     path::{Path, PathBuf},
@@ -129,17 +130,16 @@ struct ProcessTimes {
 /// microsecond; the others' from `/proc/PID/stat`, in clock ticks), and the user and
 /// system time of the processes of group `pgid`.
 fn process_times(pgid: Option<u32>) -> anyhow::Result<ProcessTimes> {
-    let own = std::process::id().to_string();
+    let own = std::process::id();
     let mut all = 0;
     let mut user = 0;
     let mut system = 0;
     for entry in fs::read_dir("/proc").context("listing /proc")? {
         let entry = entry?;
-        if entry.file_name().to_str() == Some(own.as_str()) {
+        if other_process(&entry.file_name(), own).is_none() {
             continue;
         }
-        // Processes come and go while we read: a missing file is a process that ended,
-        // and entries that are not processes have no `stat`.
+        // Processes come and go while we read: a missing file is a process that ended.
         let Ok(text) = fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
@@ -156,6 +156,15 @@ fn process_times(pgid: Option<u32>) -> anyhow::Result<ProcessTimes> {
         group_user: user as f64 * tick(),
         group_system: system as f64 * tick(),
     })
+}
+
+/// The pid a `/proc` entry named `name` stands for, if it is a process other than `own`:
+/// `/proc/self` and `/proc/thread-self` are this process again (counting them doubled
+/// the generator's time, and the XDP work in its softirq), and most other entries are
+/// not processes.
+fn other_process(name: &OsStr, own: u32) -> Option<u32> {
+    let pid = name.to_str()?.parse().ok()?;
+    (pid != own).then_some(pid)
 }
 
 /// This process's user + system time, s, its ended threads included.
@@ -192,5 +201,19 @@ mod tests {
         let process = "4242 (kamailio (x)) S 1 4240 4240 0 -1 4194560 900 0 0 0 \
                        150 25 0 0 20 0 1 0 100 1000 10";
         assert_eq!(parse_process_stat(process), Some((4240, 150, 25)));
+    }
+
+    #[test]
+    fn only_other_processes_are_counted() {
+        let own = 4242;
+        assert_eq!(other_process(OsStr::new("1"), own), Some(1));
+        assert_eq!(other_process(OsStr::new("4241"), own), Some(4241));
+        for not_another in ["4242", "self", "thread-self", "stat", "sys", "-1", ""] {
+            assert_eq!(
+                other_process(OsStr::new(not_another), own),
+                None,
+                "{not_another}"
+            );
+        }
     }
 }
