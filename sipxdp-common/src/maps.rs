@@ -226,14 +226,29 @@ pub struct FragmentKey {
 /// stack to reassemble the datagram whole (and hand it to the slow path).
 pub const FRAGMENTS_TO_STACK: u32 = u32::MAX;
 
-/// Value of the `FRAGMENTS` map: where the first fragment went, or `FRAGMENTS_TO_STACK`.
+/// `FragmentTarget::backend_slot` of a datagram from a NAT backend to a client whose
+/// first fragment left with the VIP as its source: each later fragment leaves with
+/// `FragmentTarget::vip_address` as its source too, or the client could not reassemble
+/// the datagram.
+pub const FRAGMENTS_NAT_RETURN: u32 = u32::MAX - 1;
+
+/// Value of the `FRAGMENTS` map: where the first fragment went, `FRAGMENTS_TO_STACK` or
+/// `FRAGMENTS_NAT_RETURN`.
+///
+/// Aligned to 8 bytes, as `FragmentKey` is, and with the fields the program often sets
+/// to constants side by side at the start: LLVM merges neighbouring constant stores into
+/// one 8-byte store, which the verifier refuses unless it is aligned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-#[repr(C)]
+#[repr(C, align(8))]
 pub struct FragmentTarget {
-    pub vip_slot: u32,
     pub backend_slot: u32,
     /// The VIP's flags (`VIP_NAT` decides how later fragments are sent).
     pub vip_flags: u32,
+    pub vip_slot: u32,
+    pub padding: u32,
+    /// For `FRAGMENTS_NAT_RETURN`: the VIP's address (IPv4-mapped for IPv4), the later
+    /// fragments' new source.
+    pub vip_address: Address,
 }
 
 /// Value of the `NAT_RETURNS` map, keyed by a NAT backend's (address, port, protocol) as
@@ -323,7 +338,7 @@ mod tests {
         assert_eq!(size_of::<PlacementKey>(), 16);
         assert_eq!(size_of::<Placement>(), 16);
         assert_eq!(size_of::<FragmentKey>(), 40);
-        assert_eq!(size_of::<FragmentTarget>(), 12);
+        assert_eq!(size_of::<FragmentTarget>(), 32);
         assert_eq!(size_of::<Counter>(), 16);
     }
 

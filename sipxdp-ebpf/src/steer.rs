@@ -10,10 +10,10 @@ use sipxdp_common::{
     callid::{KernelLimits, Unplaceable, locate},
     connection::Connection,
     maps::{
-        BACKEND_IN_SERVICE, Backend, FRAGMENTS_TO_STACK, FragmentKey, FragmentTarget, MAGLEV_EMPTY,
-        PROTOCOL_TCP, PROTOCOL_UDP, Placement, PlacementKey, VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP,
-        VIP_DROP_USER_AGENTS, VIP_NAT, VIP_PROBES, VIP_RATE_LIMIT, VIP_TABLE_ENTRIES, VipConfig,
-        VipKey, table_entry,
+        BACKEND_IN_SERVICE, Backend, FRAGMENTS_NAT_RETURN, FRAGMENTS_TO_STACK, FragmentKey,
+        FragmentTarget, MAGLEV_EMPTY, PROTOCOL_TCP, PROTOCOL_UDP, Placement, PlacementKey,
+        VIP_DROP_KEEP_ALIVE, VIP_DROP_NOT_SIP, VIP_DROP_USER_AGENTS, VIP_NAT, VIP_PROBES,
+        VIP_RATE_LIMIT, VIP_TABLE_ENTRIES, VipConfig, VipKey, table_entry,
     },
     outcome::{Action, NO_VIP, Reason, counter_index},
     payload::Payload as _,
@@ -222,6 +222,7 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
             vip_slot: vip.slot,
             backend_slot,
             vip_flags: vip.flags,
+            ..FragmentTarget::default()
         };
         // A failed insert only sends the later fragments to the stack.
         let _ = FRAGMENTS.insert(key, &target, 0);
@@ -269,7 +270,7 @@ fn steer_later_fragment(ctx: &XdpContext, frame: &Frame, fragment: &Fragment) ->
         let to_stack = FragmentTarget {
             vip_slot: NO_VIP,
             backend_slot: FRAGMENTS_TO_STACK,
-            vip_flags: 0,
+            ..FragmentTarget::default()
         };
         // A failed insert only lets a first fragment still to come be steered alone.
         let _ = FRAGMENTS.insert(key, &to_stack, 0);
@@ -277,18 +278,26 @@ fn steer_later_fragment(ctx: &XdpContext, frame: &Frame, fragment: &Fragment) ->
     };
     // SAFETY: a pointer to a map value the lookup returned, valid for this program run.
     let target = unsafe { *target };
+    let layout = Layout {
+        l3: fragment.l3,
+        l4: 0,
+        ipv6: fragment.ipv6,
+    };
+    if target.backend_slot == FRAGMENTS_NAT_RETURN {
+        let headers = Headers { layout, udp: false };
+        let verdict =
+            match nat::rewrite_and_route(ctx, frame, &headers, End::Source, &target.vip_address, 0)
+            {
+                Ok(xdp) => Verdict::forward(Reason::Fragment, xdp),
+                Err(reason) => Verdict::pass(reason),
+            };
+        return (target.vip_slot, verdict);
+    }
     let backend = match BACKENDS.get(target.backend_slot) {
         Some(backend) if backend.flags & BACKEND_IN_SERVICE != 0 => *backend,
         _ => return (target.vip_slot, Verdict::pass(Reason::IpFragment)),
     };
-    let nat = (target.vip_flags & VIP_NAT != 0).then_some(Headers {
-        layout: Layout {
-            l3: fragment.l3,
-            l4: 0,
-            ipv6: fragment.ipv6,
-        },
-        udp: false,
-    });
+    let nat = (target.vip_flags & VIP_NAT != 0).then_some(Headers { layout, udp: false });
     let verdict = send(
         ctx,
         frame,
@@ -302,7 +311,8 @@ fn steer_later_fragment(ctx: &XdpContext, frame: &Frame, fragment: &Fragment) ->
 
 /// A datagram from a NAT backend's SIP address: its source becomes the VIP's, so that the
 /// client sees the VIP answer. `None` when no VIP is in NAT mode or the source is not a
-/// NAT backend. Fragments after the first keep the backend's source (see the README).
+/// NAT backend. A first fragment leaves a `FRAGMENTS_NAT_RETURN` entry, so that the
+/// datagram's later fragments get the same source (`steer_later_fragment`).
 #[inline(always)]
 fn steer_nat_return(ctx: &XdpContext, frame: &Frame, udp: &Udp) -> Option<(u32, Verdict)> {
     if SETTINGS.get(0)?.nat_returns == 0 {
@@ -311,6 +321,11 @@ fn steer_nat_return(ctx: &XdpContext, frame: &Frame, udp: &Udp) -> Option<(u32, 
     let key = nat::source_key(frame, udp.layout, udp.source_port)?;
     // SAFETY: the value is copied out at once.
     let nat_return = unsafe { *NAT_RETURNS.get(&key)? };
+    // Before the rewrite: the later fragments still carry the backend's source.
+    let first_fragment = udp
+        .first_fragment
+        .as_ref()
+        .and_then(|fragment| fragment_key(frame, fragment));
     let headers = Headers {
         layout: udp.layout,
         udp: true,
@@ -328,6 +343,18 @@ fn steer_nat_return(ctx: &XdpContext, frame: &Frame, udp: &Udp) -> Option<(u32, 
         Err(Reason::NotVip) => return None,
         Err(reason) => Verdict::pass(reason),
     };
+    if let Some(key) = first_fragment
+        && verdict.action == Action::Forwarded
+    {
+        let target = FragmentTarget {
+            vip_slot: nat_return.vip_slot,
+            backend_slot: FRAGMENTS_NAT_RETURN,
+            vip_address: nat_return.vip_address,
+            ..FragmentTarget::default()
+        };
+        // A failed insert only sends the later fragments to the stack untouched.
+        let _ = FRAGMENTS.insert(key, &target, 0);
+    }
     Some((nat_return.vip_slot, verdict))
 }
 

@@ -170,7 +170,9 @@ pub struct Answer {
 }
 
 /// The `200 OK` to `request` (RFC 3261 §8.2.6): its Via, From, To, Call-ID and CSeq
-/// headers copied, no body. `None` for what is not a request.
+/// headers copied. An INVITE's body comes back as the answer's (an SDP answer as large as
+/// the offer, so a large offer gets a large answer); other answers have none. `None` for
+/// what is not a request.
 fn ok_to(request: &[u8]) -> Option<Vec<u8>> {
     let text = std::str::from_utf8(request).ok()?;
     if text.starts_with("SIP/2.0 ") {
@@ -187,7 +189,14 @@ fn ok_to(request: &[u8]) -> Option<Vec<u8>> {
             reply.push_str("\r\n");
         }
     }
-    reply.push_str("Content-Length: 0\r\n\r\n");
+    let body = match text.split_once("\r\n\r\n") {
+        Some((_, body)) if text.starts_with("INVITE ") && !body.is_empty() => body,
+        _ => "",
+    };
+    if !body.is_empty() {
+        reply.push_str("Content-Type: application/sdp\r\n");
+    }
+    reply.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     Some(reply.into_bytes())
 }
 
@@ -338,6 +347,15 @@ mod tests {
         assert!(answer.keep);
         let reply = String::from_utf8(answer.reply.expect("a reply")).expect("text");
         assert!(reply.starts_with("SIP/2.0 200 OK\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n"));
+        assert!(reply.ends_with("Content-Length: 0\r\n\r\n"), "{reply}");
+        let offer = b"INVITE sip:bob@example.com SIP/2.0\r\nCall-ID: c2\r\n\
+            Content-Type: application/sdp\r\nContent-Length: 10\r\n\r\nv=0\r\no=x\r\n";
+        let reply = answer_calls(offer).reply.expect("a reply");
+        assert!(
+            reply.ends_with(b"Content-Length: 10\r\n\r\nv=0\r\no=x\r\n"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
         let response = answer_calls(b"SIP/2.0 180 Ringing\r\n\r\n");
         assert_eq!(response, kept, "responses are not answered");
     }

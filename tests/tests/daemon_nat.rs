@@ -1,7 +1,7 @@
 //! The real `sipxdp` binary in NAT mode over veth: backends on their own routed segment
 //! behind the balancer, listening on another port than the VIP's. Real UDP SIP dialogs
 //! from the client reach one backend each, which sees the client's address, and the
-//! backends' answers reach the client from the VIP.
+//! backends' answers reach the client from the VIP, also when both are IP-fragmented.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -18,6 +18,8 @@ use sipxdp_tests::{
 };
 
 const CALLS: usize = 100;
+/// An SDP body that makes an INVITE and its answer about three 1,500-byte IP packets.
+const LARGE_BODY: usize = 4000;
 
 #[test]
 fn nat_dialogs_reach_one_backend_and_are_answered_from_the_vip() {
@@ -34,6 +36,8 @@ fn nat_dialogs_reach_one_backend_and_are_answered_from_the_vip() {
         let mut backend_of: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
         for request in [
             |call: &Call, client, vip| call.invite(client, vip, 300),
+            // Fragmented both ways: the backend's answer carries as large an SDP body.
+            |call: &Call, client, vip| call.invite(client, vip, LARGE_BODY),
             |call: &Call, client, vip| call.bye(client, vip),
         ] {
             for call in &calls {
@@ -69,12 +73,15 @@ fn nat_dialogs_reach_one_backend_and_are_answered_from_the_vip() {
     let (status, counters) = lab.stop_daemon().expect("stopping");
     assert!(status.success(), "{status}");
     for name in ["lab", "lab6"] {
-        assert_eq!(forwarded(&counters, name), 2 * CALLS as u64, "{counters}");
+        assert_eq!(forwarded(&counters, name), 3 * CALLS as u64, "{counters}");
         // Answers to a client the balancer has no neighbour entry for yet go through
         // its stack, rewritten, which resolves the neighbour; all others leave in XDP.
         let in_xdp = counted(&counters, name, "forwarded", "nat_return").unwrap_or(0);
         let by_stack = counted(&counters, name, "passed", "no_neighbour").unwrap_or(0);
-        assert_eq!(in_xdp + by_stack, 2 * CALLS as u64, "{counters}");
+        assert_eq!(in_xdp + by_stack, 3 * CALLS as u64, "{counters}");
         assert!(by_stack <= 2, "{counters}");
+        // At least two later fragments of each large INVITE and of each answer.
+        let later = counted(&counters, name, "forwarded", "fragment").unwrap_or(0);
+        assert!(later >= 4 * CALLS as u64, "{counters}");
     }
 }

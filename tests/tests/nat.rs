@@ -3,7 +3,8 @@
 //! for its backend's address and port, a datagram from the backend leaves with the VIP as
 //! its source, each one hop older, with the next hop's MACs. Every output is compared
 //! byte for byte with a frame built from scratch, checksums computed in full: the
-//! program's incremental updates must agree with them.
+//! program's incremental updates must agree with them. A fragmented answer leaves with
+//! the VIP as the source of every fragment.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -32,6 +33,19 @@ fn frame(
     ttl: u8,
     payload: &[u8],
 ) -> Vec<u8> {
+    datagram(macs, source, destination, ttl, payload)
+        .to_bytes()
+        .expect("one family")
+}
+
+/// A UDP datagram to build as one frame or as IP fragments.
+fn datagram<'a>(
+    macs: ([u8; 6], [u8; 6]),
+    source: SocketAddr,
+    destination: SocketAddr,
+    ttl: u8,
+    payload: &'a [u8],
+) -> UdpFrame<'a> {
     UdpFrame {
         ethernet: ethernet::Repr {
             destination: macs.0,
@@ -48,8 +62,6 @@ fn frame(
         identification: 0x4242,
         ipv4_options: &[],
     }
-    .to_bytes()
-    .expect("one family")
 }
 
 #[test]
@@ -156,6 +168,63 @@ fn nat_rewrites_both_directions_with_correct_checksums() {
                     .packets,
                 1
             );
+        })
+        .expect("running in the namespace");
+}
+
+#[test]
+fn every_fragment_of_a_nat_answer_leaves_from_the_vip() {
+    if !require_privileges("every_fragment_of_a_nat_answer_leaves_from_the_vip") {
+        return;
+    }
+    let netns = routed_namespace().expect("a routed namespace");
+    netns
+        .enter_thread(|| {
+            let (mut dataplane, table) = nat_program(SEED).expect("the program");
+            let mut rng = Rng::new(7);
+            for v6 in [false, true] {
+                set_backends(&mut dataplane, v6).expect("backends");
+                let (vip, client, slot) = if v6 {
+                    (IpAddr::V6(VIP_V6), IpAddr::V6(CLIENT_V6), VIP_V6_SLOT)
+                } else {
+                    (IpAddr::V4(VIP), IpAddr::V4(CLIENT), VIP_SLOT)
+                };
+                let vip = SocketAddr::new(vip, 5060);
+                let client = SocketAddr::new(client, 5062);
+                let call = Call::random(&mut rng, 20);
+                let owner = fixture::owner(&table, call.call_id.as_bytes(), SEED);
+                let backend = SocketAddr::new(backend_address(owner, v6), BACKEND_PORT);
+                let ok = call.ok(client, vip, 4000);
+                let sent = datagram((BACK_MAC, NEXT_HOP_MAC), backend, client, 64, &ok)
+                    .fragments(1500)
+                    .expect("fragments");
+                assert!(sent.len() >= 3, "v6 {v6}: {} fragments", sent.len());
+                // Built from scratch: the UDP checksum in the first fragment covers the
+                // whole datagram, the IPv4 header checksum each fragment.
+                let expected = datagram((CLIENT_MAC, FRONT_MAC), vip, client, 63, &ok)
+                    .fragments(1500)
+                    .expect("fragments");
+                for (number, (input, expected)) in sent.iter().zip(&expected).enumerate() {
+                    let output = dataplane.test_run(input).expect("test run");
+                    assert_eq!(output.action, XDP_REDIRECT, "v6 {v6}, fragment {number}");
+                    assert_eq!(&output.frame, expected, "v6 {v6}, fragment {number}");
+                }
+                let count = |reason| {
+                    dataplane
+                        .counter(slot, Action::Forwarded, reason)
+                        .expect("counter")
+                        .packets
+                };
+                assert_eq!(count(Reason::NatReturn), 1, "v6 {v6}");
+                assert_eq!(count(Reason::Fragment), sent.len() as u64 - 1, "v6 {v6}");
+
+                // Later fragments that come before their first are the stack's, untouched.
+                let mut late = datagram((BACK_MAC, NEXT_HOP_MAC), backend, client, 64, &ok);
+                late.identification = 0x4343;
+                let late = late.fragments(1500).expect("fragments");
+                let output = dataplane.test_run(&late[1]).expect("test run");
+                assert_eq!((output.action, &output.frame), (XDP_PASS, &late[1]));
+            }
         })
         .expect("running in the namespace");
 }
