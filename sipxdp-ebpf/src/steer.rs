@@ -63,6 +63,13 @@ impl Verdict {
             xdp,
         }
     }
+
+    /// Whether the frame went on its way rewritten: forwarded, or passed rewritten for
+    /// the stack to resolve the next hop's neighbour and forward it. The later fragments
+    /// of a first fragment that did must go the same way, or the datagram is lost.
+    fn went_on(&self) -> bool {
+        matches!(self.action, Action::Forwarded) || matches!(self.reason, Reason::NoNeighbour)
+    }
 }
 
 /// Decides and carries out what happens to the frame in `ctx`; counts it exactly once.
@@ -216,7 +223,7 @@ fn steer_udp(ctx: &XdpContext, frame: &Frame, udp: &Udp, vip: &VipConfig) -> Ver
     }
     let verdict = send(ctx, &frame, backend_slot, &backend, reason, nat.as_ref());
     if let Some(key) = first_fragment
-        && verdict.action == Action::Forwarded
+        && verdict.went_on()
     {
         let target = FragmentTarget {
             vip_slot: vip.slot,
@@ -344,7 +351,7 @@ fn steer_nat_return(ctx: &XdpContext, frame: &Frame, udp: &Udp) -> Option<(u32, 
         Err(reason) => Verdict::pass(reason),
     };
     if let Some(key) = first_fragment
-        && verdict.action == Action::Forwarded
+        && verdict.went_on()
     {
         let target = FragmentTarget {
             vip_slot: nat_return.vip_slot,

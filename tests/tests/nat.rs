@@ -235,9 +235,11 @@ fn without_a_neighbour_the_rewritten_datagram_goes_to_the_stack() {
         return;
     }
     let netns = routed_namespace().expect("a routed namespace");
-    netns
-        .run(&["ip", "neigh", "flush", "dev", "back0", "nud", "all"])
-        .expect("flushing the neighbours");
+    for device in ["back0", "front0"] {
+        netns
+            .run(&["ip", "neigh", "flush", "dev", device, "nud", "all"])
+            .expect("flushing the neighbours");
+    }
     netns
         .enter_thread(|| {
             let (mut dataplane, table) = nat_program(SEED).expect("the program");
@@ -261,6 +263,33 @@ fn without_a_neighbour_the_rewritten_datagram_goes_to_the_stack() {
                     .packets,
                 1
             );
+
+            // Every fragment of a datagram whose first fragment went to the stack
+            // rewritten goes there rewritten too, either way, or it could not be
+            // reassembled where the stack sends it.
+            let invite = call.invite(client, vip, 4000);
+            let ok = call.ok(client, vip, 4000);
+            for (what, sent, expected) in [
+                (
+                    "forward",
+                    datagram((BALANCER_MAC, CLIENT_MAC), client, vip, 64, &invite),
+                    datagram((BALANCER_MAC, CLIENT_MAC), client, backend, 64, &invite),
+                ),
+                (
+                    "return",
+                    datagram((BACK_MAC, NEXT_HOP_MAC), backend, client, 64, &ok),
+                    datagram((BACK_MAC, NEXT_HOP_MAC), vip, client, 64, &ok),
+                ),
+            ] {
+                let sent = sent.fragments(1500).expect("fragments");
+                let expected = expected.fragments(1500).expect("fragments");
+                assert!(sent.len() >= 3, "{what}: {} fragments", sent.len());
+                for (number, (input, expected)) in sent.iter().zip(&expected).enumerate() {
+                    let output = dataplane.test_run(input).expect("test run");
+                    assert_eq!(output.action, XDP_PASS, "{what}, fragment {number}");
+                    assert_eq!(&output.frame, expected, "{what}, fragment {number}");
+                }
+            }
         })
         .expect("running in the namespace");
 }
