@@ -64,6 +64,20 @@ fn datagram<'a>(
     }
 }
 
+/// The VIP, the client and the VIP's counter slot of one family.
+fn ends(v6: bool) -> (SocketAddr, SocketAddr, u32) {
+    let (vip, client, slot) = if v6 {
+        (IpAddr::V6(VIP_V6), IpAddr::V6(CLIENT_V6), VIP_V6_SLOT)
+    } else {
+        (IpAddr::V4(VIP), IpAddr::V4(CLIENT), VIP_SLOT)
+    };
+    (
+        SocketAddr::new(vip, 5060),
+        SocketAddr::new(client, 5062),
+        slot,
+    )
+}
+
 #[test]
 fn nat_rewrites_both_directions_with_correct_checksums() {
     if !require_privileges("nat_rewrites_both_directions_with_correct_checksums") {
@@ -76,13 +90,7 @@ fn nat_rewrites_both_directions_with_correct_checksums() {
             let mut rng = Rng::new(5);
             for v6 in [false, true] {
                 set_backends(&mut dataplane, v6).expect("backends");
-                let (vip, client, slot) = if v6 {
-                    (IpAddr::V6(VIP_V6), IpAddr::V6(CLIENT_V6), VIP_V6_SLOT)
-                } else {
-                    (IpAddr::V4(VIP), IpAddr::V4(CLIENT), VIP_SLOT)
-                };
-                let vip = SocketAddr::new(vip, 5060);
-                let client = SocketAddr::new(client, 5062);
+                let (vip, client, slot) = ends(v6);
                 for _ in 0..20 {
                     let call = Call::random(&mut rng, 20);
                     let owner = fixture::owner(&table, call.call_id.as_bytes(), SEED);
@@ -184,13 +192,7 @@ fn every_fragment_of_a_nat_answer_leaves_from_the_vip() {
             let mut rng = Rng::new(7);
             for v6 in [false, true] {
                 set_backends(&mut dataplane, v6).expect("backends");
-                let (vip, client, slot) = if v6 {
-                    (IpAddr::V6(VIP_V6), IpAddr::V6(CLIENT_V6), VIP_V6_SLOT)
-                } else {
-                    (IpAddr::V4(VIP), IpAddr::V4(CLIENT), VIP_SLOT)
-                };
-                let vip = SocketAddr::new(vip, 5060);
-                let client = SocketAddr::new(client, 5062);
+                let (vip, client, slot) = ends(v6);
                 let call = Call::random(&mut rng, 20);
                 let owner = fixture::owner(&table, call.call_id.as_bytes(), SEED);
                 let backend = SocketAddr::new(backend_address(owner, v6), BACKEND_PORT);
