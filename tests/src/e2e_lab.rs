@@ -92,6 +92,9 @@ impl E2eLab {
     ///
     /// A namespace, link, address or program that could not be set up.
     pub fn start() -> anyhow::Result<Self> {
+        // A killed run's namespaces, and the daemon or Kamailio still running in them,
+        // would share the CPUs with the measurement.
+        crate::remove_stale_namespaces().context("removing a killed run's namespaces")?;
         let client = Netns::new("client")?;
         let balancer = Netns::new("balancer")?;
         let backends = (1..=BACKENDS)

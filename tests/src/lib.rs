@@ -20,6 +20,7 @@ pub mod e2e_lab;
 pub mod fixture;
 pub mod frames;
 pub mod inject;
+pub mod interrupt;
 pub mod kamailio;
 pub mod lab;
 pub mod link;

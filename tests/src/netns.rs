@@ -369,12 +369,22 @@ pub fn list_namespaces() -> Result<Vec<String>, NetnsError> {
 /// If a crashed run's pid has been reused meanwhile, its namespaces survive until that pid
 /// is gone too: a leak is better than deleting a live lab.
 pub fn remove_stale_namespaces() -> Result<Vec<String>, NetnsError> {
+    remove_namespaces_of(|pid| !Path::new("/proc").join(pid.to_string()).exists())
+}
+
+/// Deletes this process's namespaces, killing anything still running inside them: for a
+/// harness told to stop (see [`crate::interrupt`]), whose guards will not run. Returns the
+/// names removed.
+pub fn remove_own_namespaces() -> Result<Vec<String>, NetnsError> {
+    let own = std::process::id();
+    remove_namespaces_of(|pid| pid == own)
+}
+
+/// Deletes the harness's namespaces whose creating process's pid `owner` picks.
+fn remove_namespaces_of(owner: impl Fn(u32) -> bool) -> Result<Vec<String>, NetnsError> {
     let mut removed = Vec::new();
     for name in list_namespaces()? {
-        let Some(pid) = names::owner_pid(&name) else {
-            continue;
-        };
-        if Path::new("/proc").join(pid.to_string()).exists() {
+        if !names::owner_pid(&name).is_some_and(&owner) {
             continue;
         }
         match destroy(&name) {
@@ -571,6 +581,32 @@ mod tests {
             !orphan.wait().unwrap().success(),
             "the orphan must have been killed"
         );
+    }
+
+    #[test]
+    fn own_namespaces_are_removed_with_what_runs_in_them() {
+        let Some(_serial) = privileged("own_namespaces_are_removed_with_what_runs_in_them") else {
+            return;
+        };
+        let own = Netns::new("own").unwrap();
+        let mut inside = Command::new("ip")
+            .args(["netns", "exec", own.name(), "sleep", "60"])
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        wait_until(deadline, || {
+            pids_in(own.name()).is_ok_and(|pids| !pids.is_empty())
+        });
+
+        let removed = remove_own_namespaces().unwrap();
+        assert!(removed.iter().any(|name| name == own.name()), "{removed:?}");
+        assert!(!exists(own.name()));
+        assert!(
+            !inside.wait().unwrap().success(),
+            "what ran inside must have been killed"
+        );
+        // Already removed: its guard has nothing left to do.
+        std::mem::forget(own);
     }
 
     #[test]

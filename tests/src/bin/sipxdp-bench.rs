@@ -337,6 +337,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<()> {
     check_privileges()?;
+    sipxdp_tests::interrupt::tear_down_on_signal()?;
     if args.e2e {
         return end_to_end(args.markdown, &args.chart);
     }

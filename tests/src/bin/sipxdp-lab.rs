@@ -68,6 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         unsafe { libc::geteuid() } == 0,
         "the lab creates network namespaces and attaches XDP: run it as root"
     );
+    sipxdp_tests::interrupt::tear_down_on_signal()?;
     match cli.command {
         LabCommand::Demo { keep, calls } => demo(keep, calls),
         LabCommand::Clean => {
