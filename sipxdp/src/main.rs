@@ -16,7 +16,8 @@ use sipxdp::{
     plan::{BackendRuntime, Health, Path, Slots, plan},
 };
 
-/// An XDP load balancer for SIP over UDP: keeps every call on one backend by its Call-ID.
+/// An XDP load balancer for SIP over UDP and TCP: keeps every call on one backend by its
+/// Call-ID (over TCP, every connection on one backend).
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Cli {

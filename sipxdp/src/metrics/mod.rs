@@ -76,7 +76,7 @@ pub struct Snapshot {
 /// How many entries an LRU map held at its last count, of how many it can hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MapFill {
-    /// The map's name (`DIALOGS`, `FRAGMENTS`).
+    /// The map's name (`DIALOGS`, `CONNECTIONS`, `FRAGMENTS`, `FLOOD_SOURCES`).
     pub map: &'static str,
     pub entries: u64,
     pub max_entries: u32,
@@ -233,7 +233,7 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
     let entries = gauge(
         &registry,
         "sipxdp_map_entries",
-        "Entries of the kernel's LRU map (DIALOGS: calls remembered; CONNECTIONS: TCP connections remembered; FRAGMENTS: datagrams whose later fragments are expected), counted every 15 s.",
+        "Entries of the kernel's LRU map (DIALOGS: calls remembered; CONNECTIONS: TCP connections remembered; FRAGMENTS: datagrams whose later fragments are expected; FLOOD_SOURCES: sources with a token bucket), counted every 15 s.",
         &["map"],
     )?;
     let max_entries = gauge(
