@@ -69,6 +69,8 @@ const NAT_INVITE: &str = "typical INVITE, NAT to its backend";
 const NAT_RETURN: &str = "200 OK from a NAT backend, source to the VIP";
 const TCP_ESTABLISHED: &str = "TCP segment of a known connection (the typical INVITE)";
 const TCP_SYN: &str = "TCP SYN of a new connection";
+const NEW_CALL_INVITE: &str = "typical INVITE of a new call (dialog miss, then insert)";
+const DSR_INVITE: &str = "typical INVITE, direct server return";
 const FLOOD_INVITE: &str = "typical INVITE, rate limit and 3 User-Agent patterns on";
 /// One-run calls per round of a [`Group::SingleRuns`] case.
 const SINGLE_RUNS: usize = 20_000;
@@ -199,9 +201,25 @@ struct Case {
     verdict: Verdict,
     /// Whether this is the typical INVITE the 5x target is stated for.
     typical_invite: bool,
-    /// For a SYN: each timed run opens a connection of its own, from the next client
-    /// port, so that every run places a connection the program has not seen.
-    new_connection_per_run: Option<TcpSegment>,
+    /// What changes from one single run to the next.
+    per_run: PerRun,
+}
+
+/// What a [`Group::SingleRuns`] case changes from one run to the next.
+enum PerRun {
+    /// Nothing: every run gets a fresh copy of the same frame.
+    Nothing,
+    /// Each run opens a connection of its own with this SYN, from the next client port,
+    /// so that every run places a connection the program has not seen.
+    Connection(TcpSegment),
+    /// Each run sends this payload with the next Call-ID (its first eight characters
+    /// replaced by the run's number in hex, at `call_id_at`), so that every run places a
+    /// call the program has not seen: a miss in `DIALOGS`, then an insert.
+    Call {
+        spec: FrameSpec,
+        payload: Vec<u8>,
+        call_id_at: usize,
+    },
 }
 
 /// The timings of one case.
@@ -226,7 +244,7 @@ impl Timing {
 struct Programs {
     reference: ReferenceXdp,
     sipxdp: Vec<(Setup, Dataplane, Vec<u16>)>,
-    /// Connections opened so far by cases with `new_connection_per_run`.
+    /// Connections and calls placed so far by cases with a [`PerRun`] that changes.
     opened: Cell<u32>,
 }
 
@@ -299,12 +317,27 @@ impl Programs {
         })
     }
 
+    /// The number of the next connection or call a run opens.
+    fn next_opened(&self) -> u32 {
+        let opened = self.opened.get();
+        self.opened.set(opened + 1);
+        opened
+    }
+
+    /// The frame of the next call: `payload` with the next number in hex as the first
+    /// eight characters of its Call-ID.
+    fn next_call(&self, spec: &FrameSpec, payload: &[u8], call_id_at: usize) -> Vec<u8> {
+        let mut payload = payload.to_vec();
+        let number = format!("{:08x}", self.next_opened());
+        payload[call_id_at..call_id_at + 8].copy_from_slice(number.as_bytes());
+        udp_frame(spec, &payload)
+    }
+
     /// The frame of the next connection `syn` opens: from the client's next port, and
     /// from the next address of its /24 after every 50,000 ports, so that no two runs
     /// share a connection.
     fn next_connection(&self, syn: &TcpSegment) -> Vec<u8> {
-        let opened = self.opened.get();
-        self.opened.set(opened + 1);
+        let opened = self.next_opened();
         let mut client = syn.source;
         if let IpAddr::V4(address) = client.ip() {
             let [a, b, c, d] = address.octets();
@@ -582,9 +615,12 @@ fn cases() -> Result<Vec<Case>> {
 
     // The typical INVITE: 900 bytes, the Call-ID 5th of 12 headers, then the SDP.
     let invite = sized(TYPICAL_INVITE_LEN, |body| call.invite(client, vip, body))?;
+    let call_id_at = find(&invite, b"\r\nCall-ID: ")
+        .map(|at| at + b"\r\nCall-ID: ".len())
+        .context("the generated INVITE has no `Call-ID:` header")?;
     ensure!(
-        find(&invite, b"\r\nCall-ID: ").is_some(),
-        "the generated INVITE has no `Call-ID:` header"
+        call_id.len() >= 8,
+        "the generated Call-ID is shorter than a run number"
     );
     let ok = call.ok(client, vip, 300);
     let client_v6 = SocketAddr::new(IpAddr::V6(CLIENT_V6), 5062);
@@ -641,7 +677,7 @@ fn cases() -> Result<Vec<Case>> {
         frame: udp_frame(spec, payload),
         verdict,
         typical_invite: false,
-        new_connection_per_run: None,
+        per_run: PerRun::Nothing,
     };
     let forwarded = || Verdict::Forwarded {
         call_id: call_id.to_owned(),
@@ -780,13 +816,21 @@ fn cases() -> Result<Vec<Case>> {
             &invite,
             Verdict::Reference,
         ),
-        case(
-            Group::SingleRuns,
-            "typical INVITE, direct server return",
-            &to_vip,
-            &invite,
-            forwarded(),
-        ),
+        case(Group::SingleRuns, DSR_INVITE, &to_vip, &invite, forwarded()),
+        Case {
+            per_run: PerRun::Call {
+                spec: to_vip.clone(),
+                payload: invite.clone(),
+                call_id_at,
+            },
+            ..case(
+                Group::SingleRuns,
+                NEW_CALL_INVITE,
+                &to_vip,
+                &invite,
+                forwarded(),
+            )
+        },
         Case {
             setup: nat,
             ..case(
@@ -818,7 +862,7 @@ fn cases() -> Result<Vec<Case>> {
             setup: tcp,
             header_len: None,
             frame: syn.frame(),
-            new_connection_per_run: Some(syn),
+            per_run: PerRun::Connection(syn),
             ..case(Group::SingleRuns, TCP_SYN, &to_vip, b"", to_tcp_vip)
         },
     ];
@@ -1085,9 +1129,14 @@ fn with_backend_macs(frame: &[u8], backend: u32) -> Vec<u8> {
 /// reads around it, which the reference row pays too.
 fn median_single_run(programs: &Programs, case: &Case) -> Result<u64> {
     let mut times = (0..SINGLE_RUNS)
-        .map(|_| match &case.new_connection_per_run {
-            Some(syn) => programs.time_frame(case, &programs.next_connection(syn), 1),
-            None => programs.time_run(case, 1),
+        .map(|_| match &case.per_run {
+            PerRun::Nothing => programs.time_run(case, 1),
+            PerRun::Connection(syn) => programs.time_frame(case, &programs.next_connection(syn), 1),
+            PerRun::Call {
+                spec,
+                payload,
+                call_id_at,
+            } => programs.time_frame(case, &programs.next_call(spec, payload, *call_id_at), 1),
         })
         .collect::<Result<Vec<u64>>>()?;
     times.sort_unstable();
@@ -1356,6 +1405,7 @@ impl Report<'_> {
             (Group::Messages, IPV6_INVITE),
             (Group::SingleRuns, NAT_INVITE),
             (Group::SingleRuns, NAT_RETURN),
+            (Group::SingleRuns, NEW_CALL_INVITE),
         ] {
             if let Some((_, times)) = self.figure(group, label) {
                 lines.push(format!(
