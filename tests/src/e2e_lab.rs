@@ -37,6 +37,7 @@ use crate::{
     frames::{BALANCER_MAC, CLIENT, CLIENT_MAC, FrameSpec, VIP, udp_frame},
     raw_bpf::{self, Asm, HELPER_GET_PRANDOM_U32, HELPER_REDIRECT_MAP, R0, R1, R2, R3},
     reference_xdp::ReferenceXdp,
+    sipgen::find,
     xdp_traffic::{Generator, Sink},
 };
 
@@ -217,11 +218,8 @@ impl E2eLab {
         // Ethernet (14) + IPv4 without options (20): the checksum is bytes 6 and 7 of UDP.
         frame[40..42].fill(0);
         let name = b"Call-ID: ";
-        let call_id_at = frame
-            .windows(name.len())
-            .position(|window| window == name)
-            .context("the message has a Call-ID header")?
-            + name.len();
+        let call_id_at =
+            find(&frame, name).context("the message has a Call-ID header")? + name.len();
         Ok(Generator::load(&self.client, frame, call_id_at)?)
     }
 

@@ -229,13 +229,17 @@ pub fn answer_calls(request: &[u8]) -> Answer {
     }
 }
 
+/// Where `needle` first occurs in `haystack`.
+pub fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
 /// `message` with `count` short header lines (`X-Hop: N`) right after its start-line:
 /// with enough of them, its Call-ID lies beyond what the kernel searches.
 pub fn with_extra_header_lines(message: &[u8], count: usize) -> Vec<u8> {
-    let end = message
-        .windows(2)
-        .position(|pair| pair == b"\r\n")
-        .map_or(message.len(), |at| at + 2);
+    let end = find(message, b"\r\n").map_or(message.len(), |at| at + 2);
     let mut out = message[..end].to_vec();
     for n in 0..count {
         out.extend_from_slice(format!("X-Hop: {n}\r\n").as_bytes());

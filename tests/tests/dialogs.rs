@@ -115,6 +115,15 @@ fn table_choice(table: &[u16], call: &Call) -> u32 {
     fixture::owner(table, call.call_id.as_bytes(), SEED)
 }
 
+/// How many of `calls`, placed on `backends`, `table` would place elsewhere.
+fn moved_by(table: &[u16], calls: &[Call], backends: &[u32]) -> usize {
+    calls
+        .iter()
+        .zip(backends)
+        .filter(|(call, backend)| table_choice(table, call) != **backend)
+        .count()
+}
+
 #[test]
 fn calls_in_progress_keep_their_backend_when_one_is_added() {
     if !require_privileges("calls_in_progress_keep_their_backend_when_one_is_added") {
@@ -129,11 +138,7 @@ fn calls_in_progress_keep_their_backend_when_one_is_added() {
     dialogs.set_backend(3, true, 1);
     let table = dialogs.publish(&[0, 1, 2, 3]);
     // Some started calls would move under the new table; none may.
-    let would_move = started
-        .iter()
-        .zip(&before)
-        .filter(|(call, slot)| table_choice(&table, call) != **slot)
-        .count();
+    let would_move = moved_by(&table, &started, &before);
     assert!(would_move > 50, "only {would_move} calls would move");
     assert_eq!(
         dialogs.byes(&started),
@@ -247,11 +252,7 @@ fn calls_that_keep_sending_outlive_the_idle_timeout() {
     let placed = dialogs.invites(&calls);
     dialogs.set_backend(3, true, 1);
     let table = dialogs.publish(&[0, 1, 2, 3]);
-    let moved = calls
-        .iter()
-        .zip(&placed)
-        .filter(|(call, backend)| table_choice(&table, call) != **backend)
-        .count();
+    let moved = moved_by(&table, &calls, &placed);
     assert!(moved > 0, "the new table moves some calls");
     let start = Instant::now();
     while start.elapsed() < 3 * idle {

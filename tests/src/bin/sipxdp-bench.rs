@@ -36,7 +36,7 @@ use sipxdp_tests::{
     frames::{BALANCER_MAC, CLIENT, CLIENT_V6, FrameSpec, TcpSegment, VIP, VIP_V6, udp_frame},
     reference_xdp::ReferenceXdp,
     routed,
-    sipgen::{Call, Rng},
+    sipgen::{Call, Rng, find},
     svg_chart::{Panel, bar_panels},
     throughput,
 };
@@ -70,7 +70,6 @@ const NAT_RETURN: &str = "200 OK from a NAT backend, source to the VIP";
 const TCP_ESTABLISHED: &str = "TCP segment of a known connection (the typical INVITE)";
 const TCP_SYN: &str = "TCP SYN of a new connection";
 const NEW_CALL_INVITE: &str = "typical INVITE of a new call (dialog miss, then insert)";
-const DSR_INVITE: &str = "typical INVITE, direct server return";
 const FLOOD_INVITE: &str = "typical INVITE, rate limit and 3 User-Agent patterns on";
 /// One-run calls per round of a [`Group::SingleRuns`] case.
 const SINGLE_RUNS: usize = 20_000;
@@ -816,7 +815,13 @@ fn cases() -> Result<Vec<Case>> {
             &invite,
             Verdict::Reference,
         ),
-        case(Group::SingleRuns, DSR_INVITE, &to_vip, &invite, forwarded()),
+        case(
+            Group::SingleRuns,
+            "typical INVITE, direct server return",
+            &to_vip,
+            &invite,
+            forwarded(),
+        ),
         Case {
             per_run: PerRun::Call {
                 spec: to_vip.clone(),
@@ -976,12 +981,6 @@ fn without_header(message: &[u8], name: &[u8]) -> Result<Vec<u8>> {
     let mut out = message[..start].to_vec();
     out.extend_from_slice(&message[start + length..]);
     Ok(out)
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 fn action_name(action: u32) -> String {
