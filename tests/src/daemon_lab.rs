@@ -105,6 +105,7 @@ impl DaemonLab {
     /// Builds the lab of `mode` with one backend per weight, starts the backends and the
     /// daemon, and waits until the program is attached to every balancer interface.
     pub fn start_in(mode: Mode, weights: &[u32]) -> anyhow::Result<Self> {
+        remove_stale_pins();
         let (lab, port, answer): (_, _, fn(&[u8]) -> Answer) = match mode {
             Mode::Dsr => (
                 Lab::standard(&lab_config(weights))?,
@@ -408,7 +409,7 @@ mode = \"{mode}\"
     /// Where the daemon pins its program's link and maps: a bpffs directory of this
     /// process's own, removed when the lab is dropped.
     pub fn pin_path(&self) -> PathBuf {
-        PathBuf::from(format!("/sys/fs/bpf/sipxdp-lab-{}", std::process::id()))
+        pin_path(PinnedLab::Daemon)
     }
 
     /// Runs `sipxdp detach` in the balancer's namespace: removes what a stopped daemon
@@ -646,6 +647,67 @@ mode = \"{mode}\"
     }
 }
 
+/// Where the labs' daemons pin: bpffs is not per network namespace, so a lab's pins
+/// outlive its namespaces unless they are removed too.
+const PIN_ROOT: &str = "/sys/fs/bpf";
+
+/// The labs whose daemons pin under [`PIN_ROOT`]: the daemon lab and the end-to-end
+/// benchmark's. Only their directories are ever removed, never an operator's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinnedLab {
+    Daemon,
+    EndToEnd,
+}
+
+impl PinnedLab {
+    const ALL: [PinnedLab; 2] = [PinnedLab::Daemon, PinnedLab::EndToEnd];
+
+    fn prefix(self) -> &'static str {
+        match self {
+            PinnedLab::Daemon => "sipxdp-lab-",
+            PinnedLab::EndToEnd => "sipxdp-e2e-",
+        }
+    }
+
+    /// The pid of the process whose lab pinned into the directory `name`, if it is a
+    /// [`pin_path`].
+    fn owner(name: &str) -> Option<u32> {
+        Self::ALL
+            .iter()
+            .find_map(|lab| name.strip_prefix(lab.prefix())?.parse().ok())
+    }
+}
+
+/// The bpffs directory where the daemon of this process's `lab` pins its program's link
+/// and maps: `sipxdp-lab-<pid>` or `sipxdp-e2e-<pid>`.
+pub fn pin_path(lab: PinnedLab) -> PathBuf {
+    Path::new(PIN_ROOT).join(format!("{}{}", lab.prefix(), std::process::id()))
+}
+
+/// Removes the [`pin_path`] directories of the processes whose pid `owner` picks, and
+/// with them the programs and maps (a `DIALOGS` map of 96 MiB among them) that the
+/// kernel keeps while they are pinned. Returns the directories removed.
+pub fn remove_pins_of(owner: impl Fn(u32) -> bool) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(PIN_ROOT) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|name| PinnedLab::owner(name.to_str()?))
+                .is_some_and(&owner)
+        })
+        .filter(|path| fs::remove_dir_all(path).is_ok())
+        .collect()
+}
+
+/// Removes the pins of labs whose process no longer exists (killed outright).
+pub fn remove_stale_pins() -> Vec<PathBuf> {
+    remove_pins_of(|pid| !Path::new("/proc").join(pid.to_string()).exists())
+}
+
 /// Writes the daemon's configuration `text` to `path`, readable by all and writable by
 /// its owner only, as the daemon requires.
 ///
@@ -803,4 +865,24 @@ pub fn counted(report: &str, vip: &str, action: &str, reason: &str) -> Option<u6
             _ => None,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PinnedLab;
+
+    #[test]
+    fn only_the_labs_pins_have_owners() {
+        assert_eq!(PinnedLab::owner("sipxdp-lab-4242"), Some(4242));
+        assert_eq!(PinnedLab::owner("sipxdp-e2e-7"), Some(7));
+        for not_a_lab in [
+            "sipxdp",
+            "sipxdp-edge-42",
+            "sipxdp-lab-",
+            "sipxdp-lab-x1",
+            "other",
+        ] {
+            assert_eq!(PinnedLab::owner(not_a_lab), None, "{not_a_lab}");
+        }
+    }
 }

@@ -33,7 +33,7 @@ use anyhow::{Context as _, ensure};
 
 use crate::{
     ChildGuard, Iface, MacAddr, Netns, Veth,
-    daemon_lab::{detach, has_xdp, spawn_daemon, write_config},
+    daemon_lab::{self, detach, has_xdp, remove_stale_pins, spawn_daemon, write_config},
     frames::{BALANCER_MAC, CLIENT, CLIENT_MAC, FrameSpec, VIP, udp_frame},
     raw_bpf::{self, Asm, HELPER_GET_PRANDOM_U32, HELPER_REDIRECT_MAP, R0, R1, R2, R3},
     reference_xdp::ReferenceXdp,
@@ -96,6 +96,7 @@ impl E2eLab {
         // A killed run's namespaces, and the daemon or Kamailio still running in them,
         // would share the CPUs with the measurement.
         crate::remove_stale_namespaces().context("removing a killed run's namespaces")?;
+        remove_stale_pins();
         let client = Netns::new("client")?;
         let balancer = Netns::new("balancer")?;
         let backends = (1..=BACKENDS)
@@ -229,7 +230,7 @@ impl E2eLab {
 
     /// Where the daemon pins its program and maps.
     pub fn pin_path(&self) -> PathBuf {
-        PathBuf::from(format!("/sys/fs/bpf/sipxdp-e2e-{}", std::process::id()))
+        daemon_lab::pin_path(daemon_lab::PinnedLab::EndToEnd)
     }
 
     /// Starts `sipxdp run` on `front` in driver mode, DSR to the three backends with

@@ -1,9 +1,10 @@
 //! Tearing the labs down when a harness binary (`sipxdp-bench`, `sipxdp-lab`) is told to
-//! stop. SIGINT, SIGTERM or SIGHUP would otherwise end it without running the guards that
-//! delete its namespaces, and the daemons, Kamailios and XDP programs in them would live
-//! on. The handler only writes the signal's number to a pipe (`write` is
-//! async-signal-safe); a thread reading the pipe removes this process's namespaces,
-//! killing what runs in them, and exits.
+//! stop. SIGINT, SIGTERM or SIGHUP would otherwise end it without running its guards: its
+//! namespaces, with the daemons, Kamailios and XDP programs in them, would live on, and
+//! so would the programs and maps its daemons pinned. The handler only writes the
+//! signal's number to a pipe (`write` is async-signal-safe); a thread reading the pipe
+//! removes this process's namespaces, killing what runs in them, then its daemons' pins,
+//! and exits.
 
 use std::{
     fs::File,
@@ -14,7 +15,7 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 
-use crate::netns::remove_own_namespaces;
+use crate::{daemon_lab::remove_pins_of, netns::remove_own_namespaces};
 
 /// The signals that end a harness run.
 const SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
@@ -61,6 +62,11 @@ pub fn tear_down_on_signal() -> anyhow::Result<()> {
                 Ok(removed) => eprintln!("removed {} namespaces", removed.len()),
                 Err(err) => eprintln!("removing the lab's namespaces: {err}"),
             }
+            let own = std::process::id();
+            eprintln!(
+                "removed {} pin directories",
+                remove_pins_of(|pid| pid == own).len()
+            );
             std::process::exit(128 + i32::from(signal[0]));
         })
         .context("starting the teardown thread")?;

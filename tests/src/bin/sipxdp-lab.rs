@@ -75,6 +75,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for name in remove_stale_namespaces()? {
                 println!("removed {name}");
             }
+            for pins in sipxdp_tests::daemon_lab::remove_stale_pins() {
+                println!("removed {}", pins.display());
+            }
             Ok(())
         }
     }
