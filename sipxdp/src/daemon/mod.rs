@@ -211,6 +211,9 @@ impl Daemon {
         let Some(id) = self.slots.backend_at(slot).cloned() else {
             return Ok(());
         };
+        self.health.insert(id.clone(), health);
+        self.publish()?;
+        // Logged once the maps say so: whoever reads this line may rely on the change.
         match event {
             Event::Up { .. } => log::info!("backend {} of VIP {} is up", id.address, id.vip),
             Event::Down { reason, .. } => log::warn!(
@@ -219,8 +222,7 @@ impl Daemon {
                 id.vip
             ),
         }
-        self.health.insert(id, health);
-        self.publish()
+        Ok(())
     }
 
     /// Re-reads the paths after the kernel's tables changed; keeps the old ones if any
