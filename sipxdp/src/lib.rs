@@ -13,5 +13,5 @@ pub mod sip;
 pub mod slowpath;
 pub mod top;
 
-#[cfg(test)]
-mod test_support;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;

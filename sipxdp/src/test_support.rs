@@ -1,4 +1,4 @@
-//! Helpers shared by the crate's unit tests.
+//! Helpers shared by the crate's unit tests and the fuzz targets (feature `test-support`).
 
 use std::{io, path::Path};
 
