@@ -130,6 +130,14 @@ fn deliver(
         .unwrap_or_else(|error| panic!("{error:#}; the balancer counted {}", balancer.outcomes()))
 }
 
+/// One receiver on `vip` in every backend's namespace.
+fn receivers_on_backends(lab: &Lab, vip: SocketAddr) -> Vec<UdpReceiver> {
+    lab.backends()
+        .iter()
+        .map(|backend| UdpReceiver::bind(backend.netns(), vip).expect("a receiver"))
+        .collect()
+}
+
 #[test]
 fn dialogs_stick_to_one_backend_and_spread_by_weight() {
     if !require_privileges("dialogs_stick_to_one_backend_and_spread_by_weight") {
@@ -137,11 +145,7 @@ fn dialogs_stick_to_one_backend_and_spread_by_weight() {
     }
     let lab = Lab::standard(&LabConfig::default()).expect("the lab");
     let vip = SocketAddr::new(IpAddr::V4(lab.vip().v4), SIP_PORT);
-    let receivers: Vec<UdpReceiver> = lab
-        .backends()
-        .iter()
-        .map(|backend| UdpReceiver::bind(backend.netns(), vip).expect("a receiver"))
-        .collect();
+    let receivers = receivers_on_backends(&lab, vip);
     let mut balancer = Balancer::attach(&lab, XdpMode::Skb);
     let weights = [(1, 1), (2, 2), (3, 1)];
     balancer.steer_to(&weights);
@@ -258,11 +262,7 @@ fn changing_the_backend_set_moves_only_the_share_that_must_move() {
         })
         .expect("in the switch's namespace");
     let vip = SocketAddr::new(IpAddr::V4(lab.vip().v4), SIP_PORT);
-    let receivers: Vec<UdpReceiver> = lab
-        .backends()
-        .iter()
-        .map(|backend| UdpReceiver::bind(backend.netns(), vip).expect("a receiver"))
-        .collect();
+    let receivers = receivers_on_backends(&lab, vip);
     let mut balancer = Balancer::attach(&lab, XdpMode::Driver);
     let client = SocketAddr::new(IpAddr::V4(lab.client().iface().ipv4()), 5200);
     let mut rng = Rng::new(42);

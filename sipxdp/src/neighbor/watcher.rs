@@ -248,16 +248,20 @@ mod tests {
 
     const V4: [u8; 4] = [198, 51, 100, 21];
 
-    #[test]
-    fn neighbor_link_and_route_changes() {
-        let v6 = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x21);
-        let link = [
+    /// An `ifinfomsg` of interface 5.
+    fn link() -> Vec<u8> {
+        [
             &[0, 0][..],
             &1u16.to_ne_bytes(),
             &5u32.to_ne_bytes(),
             &[0; 8],
         ]
-        .concat();
+        .concat()
+    }
+
+    #[test]
+    fn neighbor_link_and_route_changes() {
+        let v6 = Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x21);
         // A default route (no RTA_DST) out of interface 5.
         let route = [
             &[10, 0, 0, 0, 254, 3, 0, 1][..],
@@ -268,7 +272,7 @@ mod tests {
         let datagram = [
             message(wire::RTM_NEWNEIGH, &neighbor(2, 0x02, 4, &V4)),
             message(wire::RTM_DELNEIGH, &neighbor(10, 0x20, 4, &v6.octets())),
-            message(wire::RTM_DELLINK, &link),
+            message(wire::RTM_DELLINK, &link()),
             message(wire::RTM_NEWROUTE, &route),
             message(wire::NLMSG_ERROR, &0u32.to_ne_bytes()), // not a change
         ]
@@ -312,14 +316,7 @@ mod tests {
         let garbled = message(wire::RTM_NEWNEIGH, &neighbor(2, 0x02, 4, &V4[..3]));
         let mut overrun = message(wire::RTM_NEWLINK, &[0; 16]);
         overrun[..4].copy_from_slice(&64u32.to_ne_bytes());
-        let link = [
-            &[0, 0][..],
-            &1u16.to_ne_bytes(),
-            &5u32.to_ne_bytes(),
-            &[0; 8],
-        ]
-        .concat();
-        let datagram = [garbled, message(wire::RTM_NEWLINK, &link), overrun].concat();
+        let datagram = [garbled, message(wire::RTM_NEWLINK, &link()), overrun].concat();
         assert_eq!(
             decoded(&datagram),
             [Change::Lost, Change::Link { ifindex: 5 }, Change::Lost]
