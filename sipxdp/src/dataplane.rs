@@ -26,7 +26,10 @@ use sipxdp_common::{
 };
 use thiserror::Error;
 
-use crate::plan::Plan;
+use crate::plan::{
+    Plan,
+    writes::{self, MapWrite},
+};
 
 /// How the program is attached: re-exported so callers need not depend on aya.
 pub use aya::programs::XdpMode;
@@ -524,44 +527,16 @@ impl Dataplane {
     }
 
     /// Makes the maps hold `plan`, given that they hold `previous`: writes what changed,
-    /// in an order that never lets a table point at a backend slot not yet written.
+    /// in the order [`writes::ordered`] gives.
     pub fn apply(&mut self, plan: &Plan, previous: &Plan) -> Result<(), DataplaneError> {
-        for (slot, backend) in &plan.backends {
-            if previous.backends.get(slot) != Some(backend) {
-                self.set_backend(*slot, backend)?;
-            }
-        }
-        for vip in &plan.vips {
-            let before = previous.vips.iter().find(|old| old.key == vip.key);
-            // Before the entry: its flags may turn the protection on.
-            if before.map(|old| &old.flood) != Some(&vip.flood) {
-                self.set_flood(vip.entry.slot, &vip.flood)?;
-            }
-            if before.map(|old| &old.entry) != Some(&vip.entry) {
-                self.set_vip(&vip.key, &vip.entry)?;
-            }
-            if before.map(|old| &old.table) != Some(&vip.table) {
-                self.publish_table(&vip.key, &vip.table)?;
-            }
-        }
-        for old in &previous.vips {
-            if !plan.vips.iter().any(|vip| vip.key == old.key) {
-                self.remove_vip(&old.key)?;
-            }
-        }
-        for slot in previous.backends.keys() {
-            if !plan.backends.contains_key(slot) {
-                self.set_backend(*slot, &Backend::default())?;
-            }
-        }
-        for (key, value) in &plan.nat_returns {
-            if previous.nat_returns.get(key) != Some(value) {
-                self.set_nat_return(key, Some(value))?;
-            }
-        }
-        for key in previous.nat_returns.keys() {
-            if !plan.nat_returns.contains_key(key) {
-                self.set_nat_return(key, None)?;
+        for write in writes::ordered(previous, plan) {
+            match write {
+                MapWrite::Backend { slot, entry } => self.set_backend(slot, &entry)?,
+                MapWrite::Flood { slot, entry } => self.set_flood(slot, entry)?,
+                MapWrite::Vip { key, entry } => self.set_vip(key, entry)?,
+                MapWrite::Table { key, table } => self.publish_table(key, table)?,
+                MapWrite::RemoveVip { key } => self.remove_vip(key)?,
+                MapWrite::NatReturn { key, entry } => self.set_nat_return(key, entry)?,
             }
         }
         Ok(())

@@ -21,6 +21,8 @@ use thiserror::Error;
 
 use crate::config::{AdminState, Config, ForwardingMode, Policy, Protocol, VipConfig};
 
+pub mod writes;
+
 /// Errors of planning, each naming the VIP or backend concerned.
 #[derive(Debug, Error)]
 pub enum PlanError {
