@@ -36,8 +36,9 @@ pub struct Kamailio {
 }
 
 impl Kamailio {
-    /// Starts Kamailio in `netns`, listening on UDP and TCP `port` of every address, with
-    /// its configuration, runtime directory and log under `directory/name*`, and waits
+    /// Starts Kamailio in `netns`, listening on UDP `port` of every address and on TCP
+    /// `port` of every IPv4 address (Kamailio's IPv6 TCP socket would take the IPv4 port
+    /// too), with its configuration, runtime directory and log under `directory/name*`, and waits
     /// until it listens on both.
     pub fn start(netns: &Netns, directory: &Path, name: &str, port: u16) -> anyhow::Result<Self> {
         Self::spawn(
@@ -153,13 +154,14 @@ impl Drop for Kamailio {
     }
 }
 
-/// `... sipxdp-request CALL-ID METHOD SOURCE:PORT`.
+/// `... sipxdp-request CALL-ID METHOD SOURCE:PORT`, where an IPv6 source has no brackets.
 fn parse_line(line: &str) -> Option<Request> {
     let rest = &line[line.find(MARK)? + MARK.len()..];
     let mut words = rest.split_whitespace();
     let call_id = words.next()?.to_owned();
     let method = words.next()?.to_owned();
-    let source = words.next()?.parse().ok()?;
+    let (address, port) = words.next()?.rsplit_once(':')?;
+    let source = SocketAddr::new(address.parse().ok()?, port.parse().ok()?);
     Some(Request {
         call_id,
         method,
@@ -179,6 +181,7 @@ fn configuration(port: u16) -> String {
          auto_aliases=no\n\
          listen=udp:0.0.0.0:{port}\n\
          listen=tcp:0.0.0.0:{port}\n\
+         listen=udp:[::]:{port}\n\
          mpath=\"{MODULES}\"\n\
          loadmodule \"sl.so\"\n\
          loadmodule \"pv.so\"\n\
@@ -277,6 +280,11 @@ mod tests {
                 method: "INVITE".into(),
                 source: "198.51.100.10:5062".parse().unwrap(),
             })
+        );
+        let v6 = "ALERT: <script>: sipxdp-request x OPTIONS 2001:db8:1::100:5060";
+        assert_eq!(
+            parse_line(v6).map(|request| request.source),
+            Some("[2001:db8:1::100]:5060".parse().unwrap())
         );
         assert_eq!(parse_line("INFO: <core> starting"), None);
     }

@@ -151,3 +151,56 @@ fn sipp_calls_survive_a_kill_and_a_restart_of_the_daemon() {
         "each call's INVITE reached one Kamailio"
     );
 }
+
+#[test]
+fn ipv6_backends_are_checked_from_an_address_they_answer() {
+    let name = "ipv6_backends_are_checked_from_an_address_they_answer";
+    if !require_privileges(name) {
+        return;
+    }
+    let lab = DaemonLab::start_with_kamailio(&[1, 1, 1]).expect("the lab");
+    // The balancer holds the VIPs too, and IPv6 source selection may pick the VIP for the
+    // checks; each backend, holding the VIP itself, would answer such a check to itself.
+    // A backend's row in `sipxdp status` shows a latency once a reply arrived.
+    let rows: Vec<String> = lab
+        .lab()
+        .backends()
+        .iter()
+        .map(|backend| format!("[{}]:5060", backend.iface().ipv6()))
+        .collect();
+    let status = || {
+        lab.control(&["status"], None)
+            .map_or_else(|error| format!("{error:#}"), |(_, text)| text)
+    };
+    let answered = |text: &str| {
+        rows.iter().all(|row| {
+            text.lines().any(|line| {
+                let words: Vec<&str> = line.split_whitespace().collect();
+                words.first() == Some(&row.as_str()) && words.get(4).is_some_and(|w| *w != "-")
+            })
+        })
+    };
+    assert!(
+        wait_until(Instant::now() + INTERVAL * 6, || answered(&status())),
+        "every IPv6 backend answered a check:\n{}\n{}",
+        status(),
+        lab.daemon_log()
+    );
+
+    let client = SocketAddr::new(IpAddr::V6(lab.lab().client().iface().ipv6()), 5610);
+    let vip = lab.vip_v6();
+    let invites: Vec<Vec<u8>> = calls(9, 60)
+        .iter()
+        .map(|call| call.invite(client, vip, 200))
+        .collect();
+    let received = lab
+        .send_to_kamailio(client, vip, &invites)
+        .expect("INVITEs through the IPv6 VIP");
+    assert_eq!(received.len(), invites.len());
+    assert!(received.iter().all(|(_, request)| request.source == client));
+    assert!(
+        !lab.daemon_log().contains("of VIP lab6 is down"),
+        "{}",
+        lab.daemon_log()
+    );
+}

@@ -2,8 +2,8 @@
 //! sends from one UDP socket and writes that socket's address into its requests.
 
 use std::{
-    collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket},
+    collections::{BTreeMap, BTreeSet},
+    net::{IpAddr, SocketAddr},
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -13,10 +13,18 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
+use super::source::health_check_source;
 use crate::{
     config::HealthCheckConfig,
     health::{self, Event, Prober, Target, TargetStatus},
 };
+
+/// What the checkers are told: the backends to check, and the VIP addresses, which are
+/// never a check's source (backends hold them and would answer themselves).
+pub struct Checked {
+    pub targets: Vec<Target>,
+    pub vips: BTreeSet<IpAddr>,
+}
 
 /// The running checkers and the events of all of them.
 pub struct HealthChecks {
@@ -27,11 +35,11 @@ pub struct HealthChecks {
 }
 
 impl HealthChecks {
-    /// Starts a checker for each family of `targets`; events arrive on the returned
+    /// Starts a checker for each family of the targets; events arrive on the returned
     /// receiver.
     pub async fn start(
         config: &HealthCheckConfig,
-        targets: Vec<Target>,
+        checked: Checked,
     ) -> anyhow::Result<(Self, mpsc::Receiver<Event>)> {
         let (events, receiver) = mpsc::channel(64);
         let mut checks = Self {
@@ -45,14 +53,15 @@ impl HealthChecks {
             checkers: Vec::new(),
             events,
         };
-        checks.set_targets(targets).await?;
+        checks.set_targets(checked).await?;
         Ok((checks, receiver))
     }
 
     /// Replaces the targets, starting a checker for a family seen for the first time.
-    pub async fn set_targets(&mut self, targets: Vec<Target>) -> anyhow::Result<()> {
+    pub async fn set_targets(&mut self, checked: Checked) -> anyhow::Result<()> {
         for ipv6 in [false, true] {
-            let family: Vec<Target> = targets
+            let family: Vec<Target> = checked
+                .targets
                 .iter()
                 .filter(|target| target.address.is_ipv6() == ipv6)
                 .cloned()
@@ -75,7 +84,7 @@ impl HealthChecks {
                         })?;
                 }
                 None if !family.is_empty() => {
-                    let commands = self.spawn(family).await?;
+                    let commands = self.spawn(family, &checked.vips).await?;
                     self.checkers.push((ipv6, commands));
                 }
                 None => {}
@@ -101,10 +110,15 @@ impl HealthChecks {
         Ok(statuses)
     }
 
-    /// Starts a checker for `targets`, all of one family.
-    async fn spawn(&self, targets: Vec<Target>) -> anyhow::Result<mpsc::Sender<health::Command>> {
+    /// Starts a checker for `targets`, all of one family, sending from an address that is
+    /// none of `vips`.
+    async fn spawn(
+        &self,
+        targets: Vec<Target>,
+        vips: &BTreeSet<IpAddr>,
+    ) -> anyhow::Result<mpsc::Sender<health::Command>> {
         let first = targets.first().context("no backend to check")?.address;
-        let source = source_towards(first)?;
+        let source = health_check_source(first, vips)?;
         let socket = UdpSocket::bind(SocketAddr::new(source, 0))
             .await
             .context("binding the health-check socket")?;
@@ -128,22 +142,4 @@ impl HealthChecks {
         log::info!("health checks from {local}");
         Ok(commands)
     }
-}
-
-/// The source address the kernel picks towards `destination`: what backends see health
-/// checks come from.
-fn source_towards(destination: SocketAddr) -> anyhow::Result<IpAddr> {
-    let unspecified: IpAddr = match destination {
-        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-    };
-    let probe =
-        StdUdpSocket::bind(SocketAddr::new(unspecified, 0)).context("binding a UDP socket")?;
-    probe
-        .connect(destination)
-        .with_context(|| format!("finding the source address towards {destination}"))?;
-    Ok(probe
-        .local_addr()
-        .context("reading the source address")?
-        .ip())
 }

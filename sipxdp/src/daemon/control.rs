@@ -40,7 +40,7 @@ impl Daemon {
                 let answer = self.change_backends(action, &vip, backend)?;
                 if let Some(checks) = checks {
                     checks
-                        .set_targets(self.targets())
+                        .set_targets(self.checked())
                         .await
                         .map_err(|error| format!("{error:#}"))?;
                 }
@@ -55,7 +55,7 @@ impl Daemon {
                 self.reload().map_err(|error| format!("{error:#}"))?;
                 if let Some(checks) = checks {
                     checks
-                        .set_targets(self.targets())
+                        .set_targets(self.checked())
                         .await
                         .map_err(|error| format!("{error:#}"))?;
                 }

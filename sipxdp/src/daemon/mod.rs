@@ -11,6 +11,7 @@ mod occupancy;
 mod overlay;
 mod paths;
 mod privileges;
+mod source;
 pub mod support;
 
 use std::{
@@ -34,7 +35,7 @@ use tokio::{
 };
 
 use self::{
-    checks::HealthChecks,
+    checks::{Checked, HealthChecks},
     occupancy::{Counted, Occupancy},
     overlay::Overlay,
 };
@@ -189,9 +190,10 @@ impl Daemon {
         Ok(())
     }
 
-    /// The health-check targets: one per backend slot.
-    fn targets(&self) -> Vec<Target> {
-        self.plan
+    /// The health-check targets, one per backend slot, and the VIP addresses.
+    fn checked(&self) -> Checked {
+        let targets = self
+            .plan
             .backends
             .keys()
             .filter_map(|&slot| {
@@ -200,7 +202,9 @@ impl Daemon {
                     address: id.address,
                 })
             })
-            .collect()
+            .collect();
+        let vips = self.config.vips.iter().map(|vip| vip.address).collect();
+        Checked { targets, vips }
     }
 
     fn on_health(&mut self, event: Event) -> anyhow::Result<()> {
@@ -492,7 +496,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     }
     let (mut health_checks, mut health_events) = if daemon.config.health_check.enabled {
         let (checks, events) =
-            HealthChecks::start(&daemon.config.health_check, daemon.targets()).await?;
+            HealthChecks::start(&daemon.config.health_check, daemon.checked()).await?;
         (Some(checks), Some(events))
     } else {
         (None, None)
@@ -566,7 +570,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
                 Ok(()) => {
                     log::info!("reloaded {}", options.config.display());
                     if let Some(checks) = &mut health_checks {
-                        checks.set_targets(daemon.targets()).await?;
+                        checks.set_targets(daemon.checked()).await?;
                     }
                 }
                 Err(error) => log::error!("reload refused, keeping the running configuration: {error:#}"),
