@@ -254,6 +254,17 @@ pub enum AdminState {
     Disabled,
 }
 
+impl AdminState {
+    /// The configuration's spelling, also used by the control socket and the metrics.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Draining => "draining",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
 // The defaults of the sections, each exactly as documented on its fields above; the parser
 // uses them for every key a file leaves out.
 

@@ -42,9 +42,9 @@ const UNPLACEABLE: &[(&str, UnplaceablePolicy)] = &[
     ("fallback", UnplaceablePolicy::Fallback),
 ];
 const STATES: &[(&str, AdminState)] = &[
-    ("active", AdminState::Active),
-    ("draining", AdminState::Draining),
-    ("disabled", AdminState::Disabled),
+    (AdminState::Active.name(), AdminState::Active),
+    (AdminState::Draining.name(), AdminState::Draining),
+    (AdminState::Disabled.name(), AdminState::Disabled),
 ];
 
 /// Checks every VIP and the relations between them. Returns the VIPs whose address could

@@ -202,11 +202,11 @@ impl Daemon {
             self.admin.insert(id, state);
         }
         self.publish().map_err(|error| format!("{error:#}"))?;
-        log::info!("backend {backend} of VIP {vip} is now {state:?} (control socket)");
-        Ok(format!(
-            "backend {backend} of VIP {vip}: {}",
-            state_name(state)
-        ))
+        log::info!(
+            "backend {backend} of VIP {vip} is now {} (control socket)",
+            state.name()
+        );
+        Ok(format!("backend {backend} of VIP {vip}: {}", state.name()))
     }
 
     /// Adds or removes a backend until the next restart: the change is checked, the new
@@ -329,7 +329,7 @@ impl Daemon {
                     vip: vip.name.clone(),
                     backend: id.address.to_string(),
                     weight: backend.weight,
-                    admin: state_name(self.admin.get(&id).copied().unwrap_or(backend.state)),
+                    admin: self.admin.get(&id).copied().unwrap_or(backend.state).name(),
                     up: self.health.get(&id).copied().unwrap_or(Health::Up) == Health::Up,
                     latency_seconds: status
                         .and_then(|status| status.last_latency)
@@ -343,13 +343,5 @@ impl Daemon {
             }
         }
         states
-    }
-}
-
-fn state_name(state: AdminState) -> &'static str {
-    match state {
-        AdminState::Active => "active",
-        AdminState::Draining => "draining",
-        AdminState::Disabled => "disabled",
     }
 }
