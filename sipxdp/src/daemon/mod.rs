@@ -221,7 +221,7 @@ impl Daemon {
         match event {
             Event::Up { .. } => log::info!("backend {} of VIP {} is up", id.address, id.vip),
             Event::Down { reason, .. } => log::warn!(
-                "backend {} of VIP {} is down: {reason:?}",
+                "backend {} of VIP {} is down: {reason}",
                 id.address,
                 id.vip
             ),

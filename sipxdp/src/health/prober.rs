@@ -44,6 +44,15 @@ pub enum DownReason {
     Reply { code: u16 },
 }
 
+impl std::fmt::Display for DownReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Timeout => f.write_str("no final reply within the timeout"),
+            Self::Reply { code } => write!(f, "final reply {code}, not one of reply_codes"),
+        }
+    }
+}
+
 /// A change of a target's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
