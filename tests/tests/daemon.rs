@@ -48,6 +48,13 @@ fn run_refuses_a_broken_config_and_attaches_nothing() {
         return;
     }
     let lab = DaemonLab::start(&[1]).expect("the lab");
+    // The lab asks for generic XDP; the daemon reports the mode the kernel attached in.
+    assert!(
+        lab.daemon_log()
+            .contains("(generic XDP, in the kernel stack)"),
+        "{}",
+        lab.daemon_log()
+    );
     let mut text = std::fs::read_to_string(lab.config_path()).expect("the config");
     let (status, _) = {
         let mut lab = lab;

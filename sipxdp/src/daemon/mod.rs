@@ -220,11 +220,9 @@ impl Daemon {
         // Logged once the maps say so: whoever reads this line may rely on the change.
         match event {
             Event::Up { .. } => log::info!("backend {} of VIP {} is up", id.address, id.vip),
-            Event::Down { reason, .. } => log::warn!(
-                "backend {} of VIP {} is down: {reason}",
-                id.address,
-                id.vip
-            ),
+            Event::Down { reason, .. } => {
+                log::warn!("backend {} of VIP {} is down: {reason}", id.address, id.vip)
+            }
         }
         Ok(())
     }
@@ -462,17 +460,20 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         if daemon.tx_ports.insert(index) {
             daemon.dataplane.add_tx_port(index)?;
         }
-        match daemon
-            .dataplane
-            .attach(&interface.name, xdp_mode(interface.xdp_mode), Some(&pins))?
-        {
-            Attachment::Attached => log::info!(
-                "attached to {} ({:?} mode)",
-                interface.name,
-                interface.xdp_mode
-            ),
+        let attachment =
+            daemon
+                .dataplane
+                .attach(&interface.name, xdp_mode(interface.xdp_mode), Some(&pins))?;
+        // What the kernel chose matters to the operator: generic XDP is several times
+        // slower, and "auto" falls back to it silently.
+        let mode = match daemon.resolver.xdp_attachment(index) {
+            Ok(mode) => mode.to_string(),
+            Err(error) => format!("mode unknown: {error}"),
+        };
+        match attachment {
+            Attachment::Attached => log::info!("attached to {} ({mode})", interface.name),
             Attachment::Adopted => log::info!(
-                "took over the pinned XDP link on {} without a gap",
+                "took over the pinned XDP link on {} without a gap ({mode})",
                 interface.name
             ),
         }

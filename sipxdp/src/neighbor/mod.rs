@@ -18,6 +18,6 @@ mod watcher;
 mod wire;
 
 pub use error::NeighborError;
-pub use resolver::{DEFAULT_RESOLVE_TIMEOUT, Resolution, Resolver};
+pub use resolver::{DEFAULT_RESOLVE_TIMEOUT, Resolution, Resolver, XdpAttachment};
 pub use watcher::{AsyncWatcher, Change, Watcher};
 pub use wire::NeighborState;

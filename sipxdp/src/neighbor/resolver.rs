@@ -27,6 +27,32 @@ pub struct Resolution {
     pub destination_mac: [u8; 6],
 }
 
+/// How an XDP program is attached to an interface.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpAttachment {
+    None,
+    /// Native XDP, in the driver.
+    Driver,
+    /// Generic XDP, in the kernel stack (slower; every driver has it).
+    Generic,
+    /// Offloaded to the NIC.
+    Offloaded,
+    /// Programs in more than one mode.
+    Several,
+}
+
+impl std::fmt::Display for XdpAttachment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::None => "not attached",
+            Self::Driver => "native XDP, in the driver",
+            Self::Generic => "generic XDP, in the kernel stack",
+            Self::Offloaded => "XDP offloaded to the NIC",
+            Self::Several => "XDP in several modes",
+        })
+    }
+}
+
 /// Resolves destinations over a `NETLINK_ROUTE` socket in the network namespace of the thread
 /// that created it. Starting resolution of a missing neighbour needs `CAP_NET_ADMIN`.
 #[derive(Debug)]
@@ -97,15 +123,32 @@ impl Resolver {
         Ok((ifindex, route.gateway))
     }
 
-    fn interface(&mut self, destination: IpAddr, ifindex: u32) -> Result<Interface, NeighborError> {
+    /// How XDP is attached to interface `ifindex` (`ip link show`'s `xdp`, `xdpgeneric`,
+    /// …): with mode "auto" the kernel picks the driver's XDP if it has one.
+    pub fn xdp_attachment(&mut self, ifindex: u32) -> Result<XdpAttachment, NeighborError> {
+        Ok(match self.link(ifindex)?.xdp_attached {
+            None | Some(0) => XdpAttachment::None,
+            Some(1) => XdpAttachment::Driver,
+            Some(2) => XdpAttachment::Generic,
+            Some(3) => XdpAttachment::Offloaded,
+            Some(_) => XdpAttachment::Several,
+        })
+    }
+
+    fn link(&mut self, ifindex: u32) -> Result<wire::Link, NeighborError> {
         let context = || format!("interface {ifindex}");
         let reply = self
             .socket
             .request(wire::get_link(ifindex))
             .and_then(|reply| expect_message(reply, wire::RTM_NEWLINK))
             .map_err(NeighborError::netlink(context()))?;
-        let link = wire::parse_link(&reply)
-            .map_err(|malformed| NeighborError::netlink(context())(malformed.into()))?;
+        wire::parse_link(&reply)
+            .map_err(|malformed| NeighborError::netlink(context())(malformed.into()))
+    }
+
+    fn interface(&mut self, destination: IpAddr, ifindex: u32) -> Result<Interface, NeighborError> {
+        let context = || format!("interface {ifindex}");
+        let link = self.link(ifindex)?;
         let name = link
             .name
             .ok_or_else(|| invalid("link without a name"))

@@ -72,6 +72,9 @@ pub(super) fn route_type_name(route_type: u8) -> &'static str {
 // linux/if_link.h: link attributes.
 const IFLA_ADDRESS: u16 = 1;
 const IFLA_IFNAME: u16 = 3;
+/// Nested: the link's XDP attachment (kernel 4.12 and later report its mode).
+const IFLA_XDP: u16 = 43;
+const IFLA_XDP_ATTACHED: u16 = 2;
 
 // linux/neighbour.h: neighbour attributes, flags and states.
 const NDA_DST: u16 = 1;
@@ -391,6 +394,8 @@ pub(super) struct Link {
     pub(super) link_type: u16,
     pub(super) name: Option<String>,
     pub(super) address: Option<Vec<u8>>,
+    /// `XDP_ATTACHED_*` of `IFLA_XDP`: 0 none, 1 driver, 2 generic, 3 offloaded, 4 several.
+    pub(super) xdp_attached: Option<u8>,
 }
 
 pub(super) fn parse_link(payload: &[u8]) -> Result<Link, Malformed> {
@@ -403,12 +408,20 @@ pub(super) fn parse_link(payload: &[u8]) -> Result<Link, Malformed> {
         link_type: u16_at(header, 2),
         name: None,
         address: None,
+        xdp_attached: None,
     };
     for attribute in attributes(&payload[IFINFOMSG_LEN..]) {
         let (kind, value) = attribute?;
         match kind {
             IFLA_ADDRESS => link.address = Some(value.to_vec()),
             IFLA_IFNAME => link.name = c_string(value),
+            IFLA_XDP => {
+                for nested in attributes(value) {
+                    if let (IFLA_XDP_ATTACHED, [mode, ..]) = nested? {
+                        link.xdp_attached = Some(*mode);
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -910,6 +923,7 @@ mod tests {
             attribute(1, &[2, 0x53, 0x58, 1, 0, 2]),        // IFLA_ADDRESS
             attribute(2, &[0xff; 6]),                       // IFLA_BROADCAST
             attribute(0x8000 | 26, &attribute(2, &[0; 4])), // IFLA_AF_SPEC, nested
+            attribute(0x8000 | 43, &attribute(2, &[2, 0, 0, 0])), // IFLA_XDP: generic
             attribute(0x7fff & 0x3fff, &[]),                // unknown and empty
         ]
         .concat()
@@ -928,6 +942,7 @@ mod tests {
                 link_type: 1,
                 name: Some("sx1a-0a".to_owned()),
                 address: Some(vec![2, 0x53, 0x58, 1, 0, 2]),
+                xdp_attached: Some(2),
             })
         );
     }
