@@ -3,8 +3,9 @@
 //! VIP on their loopback and would answer a check from a VIP to themselves. The kernel's
 //! own choice (the source of a connected socket) can be a VIP, since the balancer holds
 //! the VIPs too (for the slow path's sockets): IPv6 source selection prefers the address
-//! with the longest prefix in common with the destination, and a VIP in the backends'
-//! subnet can win.
+//! with the longest prefix in common with the destination, counted up to the address's
+//! own prefix length, so a /128 VIP on the interface towards the backends beats that
+//! interface's /64 address (`ip route get` shows it as `src`).
 
 use std::{
     collections::BTreeSet,
