@@ -199,18 +199,19 @@ unsafe fn local_address(node: &libc::ifaddrs) -> Option<LocalAddress> {
 mod tests {
     use super::*;
 
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("an address")
+    }
+
     fn local(address: &str, prefix_len: u8) -> LocalAddress {
         LocalAddress {
-            address: address.parse().expect("an address"),
+            address: ip(address),
             prefix_len,
         }
     }
 
     fn vips(addresses: &[&str]) -> BTreeSet<IpAddr> {
-        addresses
-            .iter()
-            .map(|address| address.parse().expect("an address"))
-            .collect()
+        addresses.iter().map(|address| ip(address)).collect()
     }
 
     #[test]
@@ -223,23 +224,14 @@ mod tests {
             local("2001:db8:1::2", 64),
             local("198.51.100.2", 24),
         ];
-        let backend: IpAddr = "2001:db8:1::21".parse().expect("an address");
+        let backend = ip("2001:db8:1::21");
         let vips = vips(&["2001:db8:1::100"]);
-        assert_eq!(
-            pick(backend, &vips, &locals),
-            Some("2001:db8:1::2".parse().expect("an address"))
-        );
+        assert_eq!(pick(backend, &vips, &locals), Some(ip("2001:db8:1::2")));
         // A routed backend: no subnet holds it; any usable address will do.
-        let routed: IpAddr = "2001:db8:2::22".parse().expect("an address");
-        assert_eq!(
-            pick(routed, &vips, &locals),
-            Some("2001:db8:9::1".parse().expect("an address"))
-        );
-        let v4: IpAddr = "198.51.100.21".parse().expect("an address");
-        assert_eq!(
-            pick(v4, &vips, &locals),
-            Some("198.51.100.2".parse().expect("an address"))
-        );
+        let routed = ip("2001:db8:2::22");
+        assert_eq!(pick(routed, &vips, &locals), Some(ip("2001:db8:9::1")));
+        let v4 = ip("198.51.100.21");
+        assert_eq!(pick(v4, &vips, &locals), Some(ip("198.51.100.2")));
     }
 
     #[test]
@@ -249,33 +241,17 @@ mod tests {
             local("198.51.100.100", 32),
             local("169.254.0.7", 16),
         ];
-        let backend: IpAddr = "198.51.100.21".parse().expect("an address");
+        let backend = ip("198.51.100.21");
         assert_eq!(pick(backend, &vips(&["198.51.100.100"]), &locals), None);
     }
 
     #[test]
     fn subnets_compare_only_their_prefix() {
-        let address: IpAddr = "198.51.100.130".parse().expect("an address");
-        assert!(same_subnet(
-            address,
-            "198.51.100.200".parse().expect("an address"),
-            25
-        ));
-        assert!(!same_subnet(
-            address,
-            "198.51.100.2".parse().expect("an address"),
-            25
-        ));
-        assert!(same_subnet(
-            address,
-            "203.0.113.1".parse().expect("an address"),
-            0
-        ));
-        assert!(!same_subnet(
-            address,
-            "2001:db8::1".parse().expect("an address"),
-            0
-        ));
+        let address = ip("198.51.100.130");
+        assert!(same_subnet(address, ip("198.51.100.200"), 25));
+        assert!(!same_subnet(address, ip("198.51.100.2"), 25));
+        assert!(same_subnet(address, ip("203.0.113.1"), 0));
+        assert!(!same_subnet(address, ip("2001:db8::1"), 0));
     }
 
     #[test]
