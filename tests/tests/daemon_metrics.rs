@@ -66,6 +66,18 @@ fn prometheus_scrapes_counts_that_match_what_backends_received() {
     assert_eq!(timed.len(), 3, "{timed:?}");
     assert!(timed.iter().all(|(_, count)| *count > 0.0), "{timed:?}");
 
+    // The program's mode as the kernel attached it: the lab asks for generic XDP.
+    let attached = lab
+        .query(&prometheus, "sipxdp_program_info")
+        .expect("a query");
+    assert!(!attached.is_empty());
+    assert!(
+        attached
+            .iter()
+            .all(|(labels, _)| labels["mode"] == "skb" && labels["requested"] == "skb"),
+        "{attached:?}"
+    );
+
     // promtool accepts the text.
     let text = lab.scrape().expect("the metrics");
     let mut promtool = Command::new("promtool")

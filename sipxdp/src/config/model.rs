@@ -80,6 +80,17 @@ pub enum XdpMode {
     Driver,
 }
 
+impl XdpMode {
+    /// The configuration's spelling.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Skb => "skb",
+            Self::Driver => "driver",
+        }
+    }
+}
+
 /// `[health_check]`: SIP OPTIONS pings to every backend.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HealthCheckConfig {

@@ -35,9 +35,9 @@ const LOG_LEVELS: &[(&str, LogLevel)] = &[
 ];
 
 const XDP_MODES: &[(&str, XdpMode)] = &[
-    ("auto", XdpMode::Auto),
-    ("skb", XdpMode::Skb),
-    ("driver", XdpMode::Driver),
+    (XdpMode::Auto.name(), XdpMode::Auto),
+    (XdpMode::Skb.name(), XdpMode::Skb),
+    (XdpMode::Driver.name(), XdpMode::Driver),
 ];
 
 /// SIP status codes: 100 to 699 (RFC 3261, section 7.2).

@@ -86,7 +86,11 @@ impl Daemon {
                 .iter()
                 .map(|interface| Attached {
                     interface: interface.name.clone(),
-                    mode: format!("{:?}", interface.xdp_mode).to_lowercase(),
+                    mode: self
+                        .xdp_modes
+                        .get(&interface.name)
+                        .map_or("unknown", |mode| mode.name()),
+                    requested: interface.xdp_mode.name(),
                 })
                 .collect(),
             verified_instructions: self.dataplane.verified_instructions().ok().flatten(),

@@ -48,7 +48,7 @@ use crate::{
     dataplane::{Attachment, Dataplane, LoadOptions, Pins, XdpMode},
     health::{Event, Target},
     metrics::{Exporter, Reply, Scrape},
-    neighbor::{AsyncWatcher, DEFAULT_RESOLVE_TIMEOUT, Resolver, Watcher},
+    neighbor::{AsyncWatcher, DEFAULT_RESOLVE_TIMEOUT, Resolver, Watcher, XdpAttachment},
     plan::{BackendId, BackendRuntime, Health, Path, Plan, Slots, plan},
     report::Report,
     slowpath::{Served, SlowPath, decide::View, kernel_dialogs, socket::Transmitter},
@@ -149,6 +149,8 @@ struct Daemon {
     /// Per VIP name: the Maglev tables published so far, and when the last one was.
     tables: BTreeMap<String, TablePublications>,
     tx_ports: BTreeSet<u32>,
+    /// Per interface: the mode the kernel attached the program in.
+    xdp_modes: BTreeMap<String, XdpAttachment>,
     resolver: Resolver,
     /// `None` when `[slow_path] enabled = false`.
     slow_path: Option<SlowPath>,
@@ -447,6 +449,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         admin: BTreeMap::new(),
         tables: BTreeMap::new(),
         tx_ports: BTreeSet::new(),
+        xdp_modes: BTreeMap::new(),
         resolver,
         slow_path,
         occupancy,
@@ -467,7 +470,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         // What the kernel chose matters to the operator: generic XDP is several times
         // slower, and "auto" falls back to it silently.
         let mode = match daemon.resolver.xdp_attachment(index) {
-            Ok(mode) => mode.to_string(),
+            Ok(mode) => {
+                daemon.xdp_modes.insert(interface.name.clone(), mode);
+                mode.to_string()
+            }
             Err(error) => format!("mode unknown: {error}"),
         };
         match attachment {

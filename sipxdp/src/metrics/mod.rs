@@ -45,7 +45,11 @@ pub struct BackendState {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Attached {
     pub interface: String,
-    pub mode: String,
+    /// The mode the kernel attached in: `driver`, `skb`, `offload`, `multi`, or
+    /// `unknown` when it could not be read back.
+    pub mode: &'static str,
+    /// The configured `xdp_mode`: `auto`, `driver` or `skb`.
+    pub requested: &'static str,
 }
 
 /// A VIP's Maglev tables.
@@ -253,12 +257,16 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
     let program = gauge(
         &registry,
         "sipxdp_program_info",
-        "1 for each interface the XDP program is attached to, with its mode.",
-        &["interface", "mode"],
+        "1 for each interface the XDP program is attached to, with the mode the kernel attached it in and the configured one.",
+        &["interface", "mode", "requested"],
     )?;
     for attached in &snapshot.attached {
         program
-            .with_label_values(&[attached.interface.as_str(), attached.mode.as_str()])
+            .with_label_values(&[
+                attached.interface.as_str(),
+                attached.mode,
+                attached.requested,
+            ])
             .set(1);
     }
     if let Some(instructions) = snapshot.verified_instructions {
@@ -380,7 +388,8 @@ mod tests {
             }],
             attached: vec![Attached {
                 interface: "eth0".into(),
-                mode: "skb".into(),
+                mode: "skb",
+                requested: "auto",
             }],
             verified_instructions: Some(190_000),
             tables: vec![TableState {
@@ -415,7 +424,7 @@ mod tests {
             "sipxdp_backend_weight{backend=\"198.51.100.21:5060\",vip=\"sip\"} 2",
             "sipxdp_health_check_latency_seconds_bucket{backend=\"198.51.100.21:5060\",vip=\"sip\",le=\"0.0005\"} 1",
             "sipxdp_health_check_latency_seconds_count{backend=\"198.51.100.21:5060\",vip=\"sip\"} 1",
-            "sipxdp_program_info{interface=\"eth0\",mode=\"skb\"} 1",
+            "sipxdp_program_info{interface=\"eth0\",mode=\"skb\",requested=\"auto\"} 1",
             "sipxdp_program_verified_instructions 190000",
             "sipxdp_maglev_tables_published_total{vip=\"sip\"} 3",
             "sipxdp_slow_path_messages_total{outcome=\"fallback\",reason=\"no_call_id\",vip=\"sip\"} 2",

@@ -41,6 +41,19 @@ pub enum XdpAttachment {
     Several,
 }
 
+impl XdpAttachment {
+    /// A short name, as the configuration spells the modes it can ask for.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Driver => "driver",
+            Self::Generic => "skb",
+            Self::Offloaded => "offload",
+            Self::Several => "multi",
+        }
+    }
+}
+
 impl std::fmt::Display for XdpAttachment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
