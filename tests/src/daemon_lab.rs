@@ -329,6 +329,23 @@ impl DaemonLab {
         SocketAddr::new(IpAddr::V4(self.lab.vip().v4), SIP_PORT)
     }
 
+    /// The port the backends listen on: the VIP's for DSR, [`NAT_BACKEND_PORT`] for NAT.
+    fn backend_port(&self) -> u16 {
+        match self.mode {
+            Mode::Dsr => SIP_PORT,
+            Mode::Nat => NAT_BACKEND_PORT,
+        }
+    }
+
+    /// Backend `number`'s (from 1) SIP address in one family, as the configuration
+    /// names it.
+    pub fn backend_address(&self, number: usize, v6: bool) -> SocketAddr {
+        SocketAddr::new(
+            self.lab.backends()[number - 1].iface().ip(v6),
+            self.backend_port(),
+        )
+    }
+
     /// The IPv6 VIP's address and port (VIP `lab6`), over the same backends.
     pub fn vip_v6(&self) -> SocketAddr {
         SocketAddr::new(IpAddr::V6(self.lab.vip().v6), SIP_PORT)
@@ -360,10 +377,11 @@ impl DaemonLab {
             socket = self.control_socket().display(),
             pins = self.pin_path().display(),
         ));
-        let (mode, port) = match self.mode {
-            Mode::Dsr => ("dsr", SIP_PORT),
-            Mode::Nat => ("nat", NAT_BACKEND_PORT),
+        let mode = match self.mode {
+            Mode::Dsr => "dsr",
+            Mode::Nat => "nat",
         };
+        let port = self.backend_port();
         let vip = self.lab.vip();
         let mut vips = vec![
             ("lab", IpAddr::V4(vip.v4), false, "udp"),

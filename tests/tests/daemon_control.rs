@@ -27,7 +27,7 @@ fn operators_steer_the_running_daemon_through_its_control_socket() {
     }
     let lab = DaemonLab::start(&[1, 1, 1]).expect("the lab");
     let client = SocketAddr::new(IpAddr::V4(lab.lab().client().iface().ipv4()), 5400);
-    let backend = |number: usize| lab.lab().backends()[number - 1].iface().ipv4();
+    let backend = |number: usize| lab.backend_address(number, false);
 
     // `hash` names the backend each call went to.
     let first = calls(1, 300);
@@ -43,7 +43,7 @@ fn operators_steer_the_running_daemon_through_its_control_socket() {
             .copied()
             .expect("a backend");
         assert!(
-            answer.starts_with(&format!("{}:5060", backend(went))),
+            answer.starts_with(&backend(went).to_string()),
             "{} went to backend {went}; hash says {answer}",
             call.call_id
         );
@@ -56,10 +56,7 @@ fn operators_steer_the_running_daemon_through_its_control_socket() {
     for number in 1..=3 {
         let line = status
             .lines()
-            .find(|line| {
-                line.trim_start()
-                    .starts_with(&format!("{}:5060", backend(number)))
-            })
+            .find(|line| line.trim_start().starts_with(&backend(number).to_string()))
             .unwrap_or_else(|| panic!("backend {number} in:\n{status}"));
         let packets: u64 = line
             .split_whitespace()
@@ -79,7 +76,7 @@ fn operators_steer_the_running_daemon_through_its_control_socket() {
         .map(|call| call.invite(client, lab.vip(), 200))
         .collect();
     let before = lab.send(client, lab.vip(), &invites).expect("INVITEs");
-    let target = format!("{}:5060", backend(2));
+    let target = backend(2).to_string();
     let (ok, answer) = lab
         .control(&["backend", "drain", "lab", &target], None)
         .expect("sipxdp backend drain");
@@ -115,7 +112,7 @@ fn operators_steer_the_running_daemon_through_its_control_socket() {
 
     // Removing backend 3 takes it out of the VIP; adding it back (with another weight)
     // gives it new calls again; `status` follows.
-    let third = format!("{}:5060", backend(3));
+    let third = backend(3).to_string();
     let (ok, answer) = lab
         .control(&["backend", "remove", "lab", &third], None)
         .expect("sipxdp backend remove");
@@ -289,7 +286,7 @@ fn reloads_and_drains_while_a_stream_flows_lose_nothing() {
     }
     let lab = DaemonLab::start(&[1, 1, 1]).expect("the lab");
     let client = SocketAddr::new(IpAddr::V4(lab.lab().client().iface().ipv4()), 5900);
-    let target = format!("{}:5060", lab.lab().backends()[1].iface().ipv4());
+    let target = lab.backend_address(2, false).to_string();
     let binary = sipxdp_tests::daemon_lab::sipxdp_binary().expect("the binary");
     let socket = lab.control_socket();
     let done = std::sync::atomic::AtomicBool::new(false);

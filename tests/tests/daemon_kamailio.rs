@@ -162,11 +162,8 @@ fn ipv6_backends_are_checked_from_an_address_they_answer() {
     // The balancer holds the VIPs too, and IPv6 source selection may pick the VIP for the
     // checks; each backend, holding the VIP itself, would answer such a check to itself.
     // A backend's row in `sipxdp status` shows a latency once a reply arrived.
-    let rows: Vec<String> = lab
-        .lab()
-        .backends()
-        .iter()
-        .map(|backend| format!("[{}]:5060", backend.iface().ipv6()))
+    let rows: Vec<String> = (1..=3)
+        .map(|number| lab.backend_address(number, true).to_string())
         .collect();
     let status = || {
         lab.control(&["status"], None)

@@ -35,8 +35,8 @@ fn prometheus_scrapes_counts_that_match_what_backends_received() {
     let received = lab.send_dialogs(client, &calls).expect("dialogs");
     let mut per_backend: BTreeMap<String, f64> = BTreeMap::new();
     for message in &received {
-        let address = lab.lab().backends()[message.backend - 1].iface().ipv4();
-        *per_backend.entry(format!("{address}:5060")).or_default() += 1.0;
+        let address = lab.backend_address(message.backend, false);
+        *per_backend.entry(address.to_string()).or_default() += 1.0;
     }
 
     // Prometheus's own view, once it has scraped after the stream.
@@ -102,7 +102,7 @@ fn prometheus_scrapes_counts_that_match_what_backends_received() {
     );
 
     // A stopped backend's up gauge flips to 0 in Prometheus.
-    let third = format!("{}:5060", lab.lab().backends()[2].iface().ipv4());
+    let third = lab.backend_address(3, false).to_string();
     let query = format!("sipxdp_backend_up{{vip=\"lab\",backend=\"{third}\"}}");
     let up = |lab: &DaemonLab, value: f64| {
         lab.query(&prometheus, &query)

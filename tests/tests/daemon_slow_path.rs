@@ -116,16 +116,25 @@ fn collect(lab: &DaemonLab, vip: SocketAddr, expected: usize) -> Vec<Received> {
 }
 
 /// Each message arrived intact, once, from `client`, at the backend `sipxdp hash` names.
+/// Adds each message to `per_backend`, the count its backend's series in
+/// `sipxdp_slow_path_backend_messages_total` should have.
 fn assert_placed_like_the_fast_path(
     lab: &DaemonLab,
     name: &str,
     client: SocketAddr,
     sent: &BTreeMap<String, Vec<u8>>,
     received: &[Received],
+    per_backend: &mut BTreeMap<String, u64>,
 ) {
     assert_eq!(received.len(), sent.len(), "{name}: every message arrived");
     let v6 = client.is_ipv6();
     for message in received {
+        let backend = lab.backend_address(message.backend, v6);
+        *per_backend
+            .entry(format!(
+                "sipxdp_slow_path_backend_messages_total{{backend=\"{backend}\",vip=\"{name}\"}}"
+            ))
+            .or_default() += 1;
         assert_eq!(message.peer, client, "{name}: backends see the client");
         let expected = sent.get(&message.call_id).expect("a Call-ID that was sent");
         assert_eq!(
@@ -150,6 +159,7 @@ fn send_beyond_window(
     client: SocketAddr,
     vip: SocketAddr,
     rng: &mut Rng,
+    per_backend: &mut BTreeMap<String, u64>,
 ) {
     let calls: Vec<Call> = (0..CALLS).map(|_| Call::random(rng, 20)).collect();
     let sent: BTreeMap<String, Vec<u8>> = calls
@@ -158,7 +168,7 @@ fn send_beyond_window(
         .collect();
     let messages: Vec<Vec<u8>> = sent.values().cloned().collect();
     let received = lab.send(client, vip, &messages).expect("delivery");
-    assert_placed_like_the_fast_path(lab, name, client, &sent, &received);
+    assert_placed_like_the_fast_path(lab, name, client, &sent, &received, per_backend);
 }
 
 #[test]
@@ -171,10 +181,11 @@ fn what_the_kernel_passes_up_reaches_the_backend_the_fast_path_would_choose() {
     let lab = DaemonLab::start(&[1, 1, 1]).expect("the lab");
     let mut rng = Rng::new(0x510);
     let client_iface = lab.lab().client().iface().name().to_owned();
+    let mut per_backend = BTreeMap::new();
     for (name, vip, port) in [("lab", lab.vip(), 5300), ("lab6", lab.vip_v6(), 5301)] {
         let client = SocketAddr::new(lab.lab().client().iface().ip(vip.is_ipv6()), port);
 
-        send_beyond_window(&lab, name, client, vip, &mut rng);
+        send_beyond_window(&lab, name, client, vip, &mut rng, &mut per_backend);
 
         // Fragmented INVITEs sent last fragment first: the kernel reassembles them.
         let calls: Vec<Call> = (0..CALLS).map(|_| Call::random(&mut rng, 20)).collect();
@@ -190,7 +201,7 @@ fn what_the_kernel_passes_up_reaches_the_backend_the_fast_path_would_choose() {
         }
         send_frames(lab.lab().client().netns(), &client_iface, &frames).expect("frames");
         let received = collect(&lab, vip, sent.len());
-        assert_placed_like_the_fast_path(&lab, name, client, &sent, &received);
+        assert_placed_like_the_fast_path(&lab, name, client, &sent, &received, &mut per_backend);
     }
 
     // IPv6 with a Destination Options header: the kernel path leaves it to the stack.
@@ -209,7 +220,7 @@ fn what_the_kernel_passes_up_reaches_the_backend_the_fast_path_would_choose() {
     }
     send_frames(lab.lab().client().netns(), &client_iface, &frames).expect("frames");
     let received = collect(&lab, vip, sent.len());
-    assert_placed_like_the_fast_path(&lab, "lab6", client, &sent, &received);
+    assert_placed_like_the_fast_path(&lab, "lab6", client, &sent, &received, &mut per_backend);
 
     // Counted as forwarded by Call-ID: placed by the table, or by the dialog the kernel
     // remembered when it saw a first fragment before passing it up.
@@ -232,6 +243,11 @@ fn what_the_kernel_passes_up_reaches_the_backend_the_fast_path_would_choose() {
         !metrics.contains("outcome=\"dropped\""),
         "nothing dropped:\n{metrics}"
     );
+    // And once more under the backend each went to.
+    assert_eq!(per_backend.len(), 6, "every backend of both VIPs got some");
+    for (series, messages) in &per_backend {
+        assert_eq!(metric(&metrics, series), *messages, "{series}\n{metrics}");
+    }
     for series in [
         "sipxdp_map_max_entries{map=\"DIALOGS\"} 1048576",
         "sipxdp_map_entries{map=\"FRAGMENTS\"}",
@@ -380,8 +396,15 @@ fn in_nat_mode_the_slow_path_routes_to_the_backend_address() {
     }
     let lab = DaemonLab::start_in(Mode::Nat, &[1, 1, 1]).expect("the lab");
     let mut rng = Rng::new(0x5a7);
+    let mut per_backend = BTreeMap::new();
     for (name, vip, port) in [("lab", lab.vip(), 5320), ("lab6", lab.vip_v6(), 5321)] {
         let client = SocketAddr::new(lab.lab().client().iface().ip(vip.is_ipv6()), port);
-        send_beyond_window(&lab, name, client, vip, &mut rng);
+        send_beyond_window(&lab, name, client, vip, &mut rng, &mut per_backend);
+    }
+    // Counted under the backends' own addresses, which NAT sends to.
+    let metrics = lab.scrape().expect("metrics");
+    for (series, messages) in &per_backend {
+        assert!(series.contains("203.0.113.") || series.contains("2001:db8:2::"));
+        assert_eq!(metric(&metrics, series), *messages, "{series}\n{metrics}");
     }
 }

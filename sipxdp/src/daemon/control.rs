@@ -10,7 +10,9 @@ use crate::{
     control::protocol::{Answer, BackendAction, Request},
     health::TargetStatus,
     lookup,
-    metrics::{Attached, BackendState, SlowPathCount, Snapshot, TableState, exposition},
+    metrics::{
+        Attached, BackendState, SlowPathCount, SlowPathSent, Snapshot, TableState, exposition,
+    },
     plan::{BackendId, Health},
     report::Report,
     slowpath::{coarse_now_ns, decide::dialog_backend},
@@ -107,6 +109,7 @@ impl Daemon {
                 })
                 .collect(),
             slow_path: self.slow_path_counts(),
+            slow_path_sent: self.slow_path_sent(),
             maps: self.occupancy.fills(),
         };
         exposition(&snapshot).map_err(|error| error.to_string())
@@ -120,21 +123,41 @@ impl Daemon {
             .snapshot()
             .into_iter()
             .map(|((address, outcome, reason), messages)| SlowPathCount {
-                vip: self
-                    .config
-                    .vips
-                    .iter()
-                    .find(|vip| {
-                        vip.protocol == Protocol::Udp
-                            && SocketAddr::new(vip.address, vip.port) == address
-                    })
-                    .map_or_else(|| address.to_string(), |vip| vip.name.clone()),
+                vip: self.udp_vip_name(address),
                 outcome: outcome.name(),
                 reason,
                 messages,
             })
             .collect();
         Some(counts)
+    }
+
+    /// The messages the slow path sent, by VIP name and backend; empty when it is off.
+    fn slow_path_sent(&self) -> Vec<SlowPathSent> {
+        let Some(slow_path) = &self.slow_path else {
+            return Vec::new();
+        };
+        slow_path
+            .counts()
+            .sent()
+            .into_iter()
+            .map(|((vip, backend), messages)| SlowPathSent {
+                vip: self.udp_vip_name(vip),
+                backend: backend.to_string(),
+                messages,
+            })
+            .collect()
+    }
+
+    /// The name of the UDP VIP at `address`, or the address when no VIP has it any more.
+    fn udp_vip_name(&self, address: SocketAddr) -> String {
+        self.config
+            .vips
+            .iter()
+            .find(|vip| {
+                vip.protocol == Protocol::Udp && SocketAddr::new(vip.address, vip.port) == address
+            })
+            .map_or_else(|| address.to_string(), |vip| vip.name.clone())
     }
 
     /// The backend a Call-ID goes to now: the one its dialog remembers, if any, else the

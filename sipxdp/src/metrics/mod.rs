@@ -73,6 +73,8 @@ pub struct Snapshot {
     pub tables: Vec<TableState>,
     /// The slow path's messages; `None` when it is off.
     pub slow_path: Option<Vec<SlowPathCount>>,
+    /// The messages the slow path sent to each backend.
+    pub slow_path_sent: Vec<SlowPathSent>,
     /// How full the LRU maps were at their last count.
     pub maps: Vec<MapFill>,
 }
@@ -93,6 +95,14 @@ pub struct SlowPathCount {
     /// `forwarded`, `fallback` or `dropped`.
     pub outcome: &'static str,
     pub reason: &'static str,
+    pub messages: u64,
+}
+
+/// Messages the slow path sent to one backend of a VIP.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlowPathSent {
+    pub vip: String,
+    pub backend: String,
     pub messages: u64,
 }
 
@@ -231,6 +241,16 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
         for count in counts {
             messages
                 .with_label_values(&[count.vip.as_str(), count.outcome, count.reason])
+                .inc_by(count.messages);
+        }
+        let sent = counter(
+            &registry,
+            "sipxdp_slow_path_backend_messages_total",
+            "Messages the slow path sent to a backend (the XDP program's forwards are in sipxdp_backend_packets_total).",
+            &["vip", "backend"],
+        )?;
+        for count in &snapshot.slow_path_sent {
+            sent.with_label_values(&[count.vip.as_str(), count.backend.as_str()])
                 .inc_by(count.messages);
         }
     }
@@ -403,6 +423,11 @@ mod tests {
                 reason: "no_call_id",
                 messages: 2,
             }]),
+            slow_path_sent: vec![SlowPathSent {
+                vip: "sip".into(),
+                backend: "198.51.100.21:5060".into(),
+                messages: 2,
+            }],
             maps: vec![MapFill {
                 map: "DIALOGS",
                 entries: 12,
@@ -428,6 +453,7 @@ mod tests {
             "sipxdp_program_verified_instructions 190000",
             "sipxdp_maglev_tables_published_total{vip=\"sip\"} 3",
             "sipxdp_slow_path_messages_total{outcome=\"fallback\",reason=\"no_call_id\",vip=\"sip\"} 2",
+            "sipxdp_slow_path_backend_messages_total{backend=\"198.51.100.21:5060\",vip=\"sip\"} 2",
             "sipxdp_map_entries{map=\"DIALOGS\"} 12",
             "sipxdp_map_max_entries{map=\"DIALOGS\"} 1048576",
         ] {

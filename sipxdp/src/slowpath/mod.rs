@@ -247,17 +247,19 @@ fn forward_all(
             transmitter.forget_mtus();
         }
         generation = Some(view.clone());
-        let (outcome, cause) = forward_one(&view, &message, &mut transmitter, &mut dialogs);
+        let (outcome, cause) = forward_one(&view, &message, &mut transmitter, &mut dialogs, counts);
         counts.add(message.vip, outcome, cause, 1);
     }
 }
 
-/// Decides and carries out what happens to one message; returns what to count.
+/// Decides and carries out what happens to one message; counts it under its backend when
+/// it was sent, and returns what to count it as.
 fn forward_one(
     view: &View,
     message: &Message,
     transmitter: &mut Transmitter,
     dialogs: &mut impl DialogStore,
+    counts: &Counts,
 ) -> (Outcome, Cause) {
     let decision = decide(
         view,
@@ -288,7 +290,10 @@ fn forward_one(
         }
     };
     match sent {
-        Ok(()) => (outcome, cause),
+        Ok(()) => {
+            counts.add_sent(message.vip, backend_address(entry));
+            (outcome, cause)
+        }
         Err(error) => {
             log::debug!(
                 "slow path on {}: a message from {}: {error}",

@@ -1,5 +1,6 @@
 //! What the slow path did with each message and why: every message that reaches it is
-//! counted exactly once, under its VIP, one [`Outcome`] and one [`Cause`].
+//! counted exactly once, under its VIP, one [`Outcome`] and one [`Cause`]; every message
+//! it sent is counted once more under its VIP and backend.
 
 use std::{
     collections::BTreeMap,
@@ -63,6 +64,8 @@ pub type CountKey = (SocketAddr, Outcome, &'static str);
 #[derive(Clone, Debug, Default)]
 pub struct Counts {
     counts: Arc<Mutex<BTreeMap<CountKey, u64>>>,
+    /// Messages sent, by VIP address and backend address.
+    sent: Arc<Mutex<BTreeMap<(SocketAddr, SocketAddr), u64>>>,
 }
 
 impl Counts {
@@ -71,9 +74,23 @@ impl Counts {
         *counts.entry((vip, outcome, cause.name())).or_default() += messages;
     }
 
+    /// One message of `vip` sent to `backend`.
+    pub fn add_sent(&self, vip: SocketAddr, backend: SocketAddr) {
+        let mut sent = self.sent.lock().unwrap_or_else(PoisonError::into_inner);
+        *sent.entry((vip, backend)).or_default() += 1;
+    }
+
     /// Every count so far, in messages.
     pub fn snapshot(&self) -> BTreeMap<CountKey, u64> {
         self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The messages sent so far, by VIP address and backend address.
+    pub fn sent(&self) -> BTreeMap<(SocketAddr, SocketAddr), u64> {
+        self.sent
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
