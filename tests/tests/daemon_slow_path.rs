@@ -259,6 +259,18 @@ fn what_the_kernel_passes_up_reaches_the_backend_the_fast_path_would_choose() {
     assert!(ok, "{status}");
     let slow = format!("forwarded {}, fallback 0, dropped 0", 3 * CALLS);
     assert!(status.contains(&slow), "{slow} in:\n{status}");
+    // It names the mode the program runs in on each interface: the lab asks for generic.
+    let interfaces: Vec<&str> = status
+        .lines()
+        .filter(|line| line.starts_with("interface "))
+        .collect();
+    assert_eq!(interfaces.len(), 1, "the lab's one interface: {status}");
+    assert!(
+        interfaces
+            .iter()
+            .all(|line| line.ends_with(": generic XDP, in the kernel stack")),
+        "{status}"
+    );
 }
 
 /// The value of the sample `series` in `metrics`, 0 when absent.

@@ -262,11 +262,17 @@ impl Daemon {
         ))
     }
 
-    /// VIPs and backends: address, weight, admin state, health, latency and the packets
-    /// forwarded to each.
+    /// The interfaces and the mode the program runs in on each, then VIPs and backends:
+    /// address, weight, admin state, health, latency and the packets forwarded to each.
     fn status(&self, health: &BTreeMap<u32, TargetStatus>) -> anyhow::Result<String> {
         let states = self.backend_states(health);
         let mut text = String::new();
+        for interface in &self.config.interfaces {
+            match self.xdp_modes.get(&interface.name) {
+                Some(mode) => writeln!(text, "interface {}: {mode}", interface.name)?,
+                None => writeln!(text, "interface {}: mode unknown", interface.name)?,
+            }
+        }
         for vip in &self.config.vips {
             let protocol = match vip.protocol {
                 Protocol::Udp => "udp",
