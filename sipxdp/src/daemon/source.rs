@@ -29,8 +29,9 @@ pub enum SourceError {
     Addresses(#[source] io::Error),
     #[error(
         "no address to send health checks to {destination} from: the kernel picks the VIP \
-         {vip}, which the backends hold themselves, and no other address of the family is \
-         configured (add one to the interface that reaches the backends)"
+         {vip}, which the backends hold themselves, and no other address of the family can \
+         be used yet (add one to the interface that reaches the backends, or wait for its \
+         duplicate address detection)"
     )]
     OnlyVips {
         destination: SocketAddr,
@@ -46,7 +47,8 @@ pub struct LocalAddress {
 }
 
 /// The source for health checks to `destination`: the kernel's choice unless it is one of
-/// `vips`, else [`pick`] among this namespace's other addresses.
+/// `vips`, else the first of [`candidates`] among this namespace's addresses that can be
+/// bound.
 ///
 /// # Errors
 ///
@@ -64,30 +66,38 @@ pub fn health_check_source(
         return Ok(kernel);
     }
     let locals = local_addresses().map_err(SourceError::Addresses)?;
-    pick(destination.ip(), vips, &locals).ok_or(SourceError::OnlyVips {
+    first_bindable(candidates(destination.ip(), vips, &locals)).ok_or(SourceError::OnlyVips {
         destination,
         vip: kernel,
     })
 }
 
-/// Among `locals`, an address of `destination`'s family that is not a VIP, not loopback
-/// and not link-local: one whose subnet holds `destination` if there is one (the backends'
-/// own network), else the first.
-pub fn pick(
+/// The first of `addresses` a UDP socket can be bound to. An IPv6 address still in
+/// duplicate address detection is listed by `getifaddrs` but cannot be bound yet.
+fn first_bindable(addresses: impl IntoIterator<Item = IpAddr>) -> Option<IpAddr> {
+    addresses
+        .into_iter()
+        .find(|address| UdpSocket::bind(SocketAddr::new(*address, 0)).is_ok())
+}
+
+/// The addresses among `locals` that health checks to `destination` may come from, best
+/// first: of its family, not a VIP, not loopback, not link-local; those whose subnet
+/// holds `destination` (the backends' own network) before the others.
+pub fn candidates(
     destination: IpAddr,
     vips: &BTreeSet<IpAddr>,
     locals: &[LocalAddress],
-) -> Option<IpAddr> {
-    let candidates: Vec<&LocalAddress> = locals
+) -> Vec<IpAddr> {
+    let (on_link, others): (Vec<&LocalAddress>, Vec<&LocalAddress>) = locals
         .iter()
         .filter(|local| local.address.is_ipv4() == destination.is_ipv4())
         .filter(|local| !vips.contains(&local.address) && usable(local.address))
-        .collect();
-    candidates
-        .iter()
-        .find(|local| same_subnet(local.address, destination, local.prefix_len))
-        .or_else(|| candidates.first())
+        .partition(|local| same_subnet(local.address, destination, local.prefix_len));
+    on_link
+        .into_iter()
+        .chain(others)
         .map(|local| local.address)
+        .collect()
 }
 
 /// Not loopback, not link-local (a link-local source needs a scope the checker's socket
@@ -215,7 +225,7 @@ mod tests {
     }
 
     #[test]
-    fn the_address_on_the_backends_subnet_that_is_no_vip() {
+    fn addresses_on_the_backends_subnet_come_first_and_vips_never() {
         let locals = [
             local("::1", 128),
             local("2001:db8:1::100", 128),
@@ -226,12 +236,18 @@ mod tests {
         ];
         let backend = ip("2001:db8:1::21");
         let vips = vips(&["2001:db8:1::100"]);
-        assert_eq!(pick(backend, &vips, &locals), Some(ip("2001:db8:1::2")));
+        assert_eq!(
+            candidates(backend, &vips, &locals),
+            [ip("2001:db8:1::2"), ip("2001:db8:9::1")]
+        );
         // A routed backend: no subnet holds it; any usable address will do.
         let routed = ip("2001:db8:2::22");
-        assert_eq!(pick(routed, &vips, &locals), Some(ip("2001:db8:9::1")));
+        assert_eq!(
+            candidates(routed, &vips, &locals),
+            [ip("2001:db8:9::1"), ip("2001:db8:1::2")]
+        );
         let v4 = ip("198.51.100.21");
-        assert_eq!(pick(v4, &vips, &locals), Some(ip("198.51.100.2")));
+        assert_eq!(candidates(v4, &vips, &locals), [ip("198.51.100.2")]);
     }
 
     #[test]
@@ -242,7 +258,16 @@ mod tests {
             local("169.254.0.7", 16),
         ];
         let backend = ip("198.51.100.21");
-        assert_eq!(pick(backend, &vips(&["198.51.100.100"]), &locals), None);
+        assert!(candidates(backend, &vips(&["198.51.100.100"]), &locals).is_empty());
+    }
+
+    #[test]
+    fn an_address_that_cannot_be_bound_is_passed_over() {
+        // 203.0.113.77 is no address of this machine: binding it fails as binding a
+        // tentative IPv6 address does.
+        let addresses = [ip("203.0.113.77"), ip("127.0.0.1")];
+        assert_eq!(first_bindable(addresses), Some(ip("127.0.0.1")));
+        assert_eq!(first_bindable([ip("203.0.113.77")]), None);
     }
 
     #[test]
