@@ -2,6 +2,8 @@
 //! lab, each backend a Kamailio answering OPTIONS. A Kamailio that stops is marked down
 //! within a few check intervals; its calls move to the others, and no other call moves;
 //! started again, it comes back after its first successful check and takes new calls.
+//! IPv6 backends are checked from an address of the balancer they answer, and sipp's
+//! calls through the IPv6 VIP complete.
 
 use std::{
     collections::BTreeMap,
@@ -195,6 +197,24 @@ fn ipv6_backends_are_checked_from_an_address_they_answer() {
         .expect("INVITEs through the IPv6 VIP");
     assert_eq!(received.len(), invites.len());
     assert!(received.iter().all(|(_, request)| request.source == client));
+
+    // Whole sipp calls over IPv6 complete: Kamailio answers from the VIP it holds.
+    if sipxdp_tests::require_command(name, "sipp") {
+        let uac = StrictUac {
+            calls: 100,
+            rate: 100,
+            pause: Duration::from_millis(100),
+            tcp: false,
+            local_port: Some(5630),
+            timeout: Duration::from_secs(30),
+        };
+        let (succeeded, report) = uac
+            .start(lab.lab().client().netns(), client.ip(), vip, "ipv6")
+            .expect("sipp")
+            .finish()
+            .expect("sipp's end");
+        assert!(succeeded, "sipp saw failed calls over IPv6:\n{report}");
+    }
     assert!(
         !lab.daemon_log().contains("of VIP lab6 is down"),
         "{}",
