@@ -62,14 +62,15 @@ pub fn ordered<'a>(previous: &'a Plan, next: &'a Plan) -> Vec<MapWrite<'a>> {
             });
         }
     }
-    let changed_backends = || {
+    // The backends whose entry changes, those that are (or stay) in service or the others.
+    let changed_backends = |in_service: bool| {
         next.backends
             .iter()
             .filter(|(slot, entry)| previous.backends.get(slot) != Some(entry))
+            .filter(move |(_, entry)| (entry.flags & BACKEND_IN_SERVICE != 0) == in_service)
             .map(|(&slot, &entry)| MapWrite::Backend { slot, entry })
     };
-    let in_service = |write: &MapWrite| matches!(write, MapWrite::Backend { entry, .. } if entry.flags & BACKEND_IN_SERVICE != 0);
-    writes.extend(changed_backends().filter(in_service));
+    writes.extend(changed_backends(true));
     for vip in &next.vips {
         let before = previous.vips.iter().find(|old| old.key == vip.key);
         // Before the entry: its flags may turn the protection on.
@@ -97,7 +98,7 @@ pub fn ordered<'a>(previous: &'a Plan, next: &'a Plan) -> Vec<MapWrite<'a>> {
             writes.push(MapWrite::RemoveVip { key: &old.key });
         }
     }
-    writes.extend(changed_backends().filter(|write| !in_service(write)));
+    writes.extend(changed_backends(false));
     for &slot in previous.backends.keys() {
         if !next.backends.contains_key(&slot) {
             writes.push(MapWrite::Backend {
