@@ -52,8 +52,8 @@ pub struct LocalAddress {
 ///
 /// # Errors
 ///
-/// The kernel has no route to `destination`, the addresses cannot be listed, or every
-/// candidate is a VIP.
+/// The kernel has no route to `destination`, the addresses cannot be listed, or the
+/// kernel picks a VIP and no other address can be bound.
 pub fn health_check_source(
     destination: SocketAddr,
     vips: &BTreeSet<IpAddr>,
