@@ -27,7 +27,7 @@ use sipxdp_common::{
 use thiserror::Error;
 
 use crate::plan::{
-    Plan,
+    Plan, VipPlan,
     writes::{self, MapWrite},
 };
 
@@ -467,6 +467,47 @@ impl Dataplane {
             highest = highest.max(backend.map_err(map_error("reading BACKENDS"))?.incarnation);
         }
         Ok(highest)
+    }
+
+    /// What the maps already hold, as a plan: the VIPs, backend slots and NAT return
+    /// entries a previous daemon left in pinned maps (nothing in fresh maps), with their
+    /// tables and flood settings unknown. Applying the first plan over it removes what the
+    /// new configuration no longer has; over an empty plan, a VIP dropped from the
+    /// configuration while no daemon ran would keep being balanced, with whatever table
+    /// its slot's next holder publishes.
+    pub fn pinned_plan(&self) -> Result<Plan, DataplaneError> {
+        let mut plan = Plan::default();
+        let vips: Array<_, VipEntry> =
+            Array::try_from(self.map(names::VIPS)?).map_err(map_error("opening VIPS"))?;
+        for entry in vips.iter() {
+            let entry = entry.map_err(map_error("reading VIPS"))?;
+            if entry.key.protocol == 0 || entry.key.protocol == VIP_REMOVED_PROTOCOL {
+                continue;
+            }
+            plan.vips.push(VipPlan {
+                name: String::new(),
+                key: entry.key,
+                entry: entry.config,
+                table: Vec::new(),
+                flood: FloodConfig::default(),
+            });
+        }
+        let backends: Array<_, Backend> =
+            Array::try_from(self.map(names::BACKENDS)?).map_err(map_error("opening BACKENDS"))?;
+        for (slot, backend) in (0..).zip(backends.iter()) {
+            let backend = backend.map_err(map_error("reading BACKENDS"))?;
+            if backend != Backend::default() {
+                plan.backends.insert(slot, backend);
+            }
+        }
+        let returns: HashMap<_, VipKey, NatReturn> =
+            HashMap::try_from(self.map(names::NAT_RETURNS)?)
+                .map_err(map_error("opening NAT_RETURNS"))?;
+        for entry in returns.iter() {
+            let (key, value) = entry.map_err(map_error("reading NAT_RETURNS"))?;
+            plan.nat_returns.insert(key, value);
+        }
+        Ok(plan)
     }
 
     /// Writes a backend slot.

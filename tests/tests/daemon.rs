@@ -162,3 +162,57 @@ fn the_daemon_balances_dialogs_and_follows_health_and_reloads() {
         .collect();
     assert!(left.is_empty(), "namespaces left behind: {left:?}");
 }
+
+#[test]
+fn a_vip_removed_while_no_daemon_ran_is_no_longer_balanced() {
+    if !require_privileges("a_vip_removed_while_no_daemon_ran_is_no_longer_balanced") {
+        return;
+    }
+    let mut lab = DaemonLab::start(&[1, 1, 1]).expect("the lab");
+    let (status, _) = lab.stop_daemon().expect("stopping");
+    assert!(status.success(), "{status}");
+    // The pinned program keeps balancing both VIPs while no daemon runs. The next daemon
+    // starts from a configuration without lab6: it must take lab6 out of the maps.
+    let text = std::fs::read_to_string(lab.config_path()).expect("the config");
+    let kept: Vec<&str> = text
+        .split("\n[[vips]]\n")
+        .filter(|section| !section.starts_with("name = \"lab6\""))
+        .collect();
+    assert_eq!(kept.len(), 2, "the header and lab");
+    // Without health checks, whose answers would be counted as traffic to no VIP too.
+    let config = kept
+        .join("\n[[vips]]\n")
+        .replace("[health_check]\n", "[health_check]\nenabled = false\n");
+    std::fs::write(lab.config_path(), config).expect("writing");
+    lab.restart_daemon().expect("a new daemon");
+
+    let series = |metrics: &str, prefix: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(prefix))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .map(|value| value as u64)
+            .sum()
+    };
+    const NOT_VIP: &str = "sipxdp_packets_total{action=\"passed\",reason=\"not_vip\",vip=\"none\"}";
+    const FORWARDED: &str = "sipxdp_packets_total{action=\"forwarded\"";
+    let before = lab.scrape().expect("metrics");
+    let client = SocketAddr::new(IpAddr::V6(lab.lab().client().iface().ipv6()), 5420);
+    let byes: Vec<Vec<u8>> = calls(4, 50)
+        .iter()
+        .map(|call| call.bye(client, lab.vip_v6()))
+        .collect();
+    sipxdp_tests::send_udp_from(lab.lab().client().netns(), client, lab.vip_v6(), &byes)
+        .expect("sending");
+    let mut after = String::new();
+    let passed = wait_until(Instant::now() + Duration::from_secs(10), || {
+        after = lab.scrape().unwrap_or_default();
+        series(&after, NOT_VIP) >= series(&before, NOT_VIP) + byes.len() as u64
+    });
+    assert!(passed, "the former VIP's datagrams are no VIP's:\n{after}");
+    assert_eq!(
+        series(&after, FORWARDED),
+        series(&before, FORWARDED),
+        "nothing was forwarded:\n{after}"
+    );
+}

@@ -436,6 +436,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             config.flood.sources,
         )?,
     ]);
+    // What a previous daemon left in the pinned maps: the first publish removes what the
+    // configuration no longer has.
+    let pinned = dataplane.pinned_plan()?;
     let mut daemon = Daemon {
         config_path: options.config.clone(),
         file_config: config.clone(),
@@ -443,7 +446,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         overlay: Overlay::default(),
         dataplane,
         slots,
-        plan: Plan::default(),
+        plan: pinned,
         health: BTreeMap::new(),
         paths,
         admin: BTreeMap::new(),
