@@ -473,8 +473,8 @@ impl Dataplane {
     /// entries a previous daemon left in pinned maps (nothing in fresh maps), with their
     /// tables and flood settings unknown. Applying the first plan over it removes what the
     /// new configuration no longer has; over an empty plan, a VIP dropped from the
-    /// configuration while no daemon ran would keep being balanced, with whatever table
-    /// its slot's next holder publishes.
+    /// configuration while no daemon ran would keep being served by the pinned program
+    /// from stale entries, and counted under a slot the metrics no longer name.
     pub fn pinned_plan(&self) -> Result<Plan, DataplaneError> {
         let mut plan = Plan::default();
         let vips: Array<_, VipEntry> =
