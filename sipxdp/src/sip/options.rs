@@ -84,14 +84,14 @@ mod tests {
 
     #[test]
     fn ipv4_request_is_exactly_as_specified() {
-        let bytes = request("192.0.2.10:5060", "192.0.2.1:5070").to_bytes();
+        let bytes = request("203.0.113.10:5060", "203.0.113.1:5070").to_bytes();
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
-            "OPTIONS sip:192.0.2.10:5060 SIP/2.0\r\n\
-             Via: SIP/2.0/UDP 192.0.2.1:5070;branch=z9hG4bK0f1e2d;rport\r\n\
+            "OPTIONS sip:203.0.113.10:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 203.0.113.1:5070;branch=z9hG4bK0f1e2d;rport\r\n\
              Max-Forwards: 70\r\n\
-             From: <sip:sipxdp@192.0.2.1:5070>;tag=77aa\r\n\
-             To: <sip:192.0.2.10:5060>\r\n\
+             From: <sip:sipxdp@203.0.113.1:5070>;tag=77aa\r\n\
+             To: <sip:203.0.113.10:5060>\r\n\
              Call-ID: abc123@sipxdp\r\n\
              CSeq: 7 OPTIONS\r\n\
              User-Agent: sipxdp\r\n\
@@ -125,7 +125,7 @@ mod tests {
 
     #[test]
     fn request_parses_back() {
-        let bytes = request("192.0.2.10:5060", "192.0.2.1:5070").to_bytes();
+        let bytes = request("203.0.113.10:5060", "203.0.113.1:5070").to_bytes();
         let message = Message::parse(&bytes).unwrap();
         assert_eq!(message.call_id(), Some("abc123@sipxdp"));
         assert_eq!(message.cseq(), Some((7, "OPTIONS")));

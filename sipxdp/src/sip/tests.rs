@@ -33,14 +33,14 @@ fn rfc_invite() -> Vec<u8> {
 
 /// RFC 3261 §7 / §24.2 F9: a 200 OK that crossed two proxies.
 const RFC_OK: &str = "SIP/2.0 200 OK\r\n\
-    Via: SIP/2.0/UDP server10.biloxi.com;branch=z9hG4bKnashds8;received=192.0.2.3\r\n\
-    Via: SIP/2.0/UDP bigbox3.site3.atlanta.com;branch=z9hG4bK77ef4c2312983.1;received=192.0.2.2\r\n\
-    Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds ;received=192.0.2.1\r\n\
+    Via: SIP/2.0/UDP server10.biloxi.com;branch=z9hG4bKnashds8;received=203.0.113.3\r\n\
+    Via: SIP/2.0/UDP bigbox3.site3.atlanta.com;branch=z9hG4bK77ef4c2312983.1;received=203.0.113.2\r\n\
+    Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds ;received=203.0.113.1\r\n\
     To: Bob <sip:bob@biloxi.com>;tag=a6c85cf\r\n\
     From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n\
     Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n\
     CSeq: 314159 INVITE\r\n\
-    Contact: <sip:bob@192.0.2.4>\r\n\
+    Contact: <sip:bob@203.0.113.4>\r\n\
     Content-Type: application/sdp\r\n\
     Content-Length: 0\r\n\
     \r\n";
