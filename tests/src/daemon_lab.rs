@@ -860,6 +860,16 @@ impl Drop for DaemonLab {
     }
 }
 
+/// The value of the sample `series` (name and labels, as the exporter writes them) in
+/// the metrics text `metrics`, 0 when absent.
+pub fn sample(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map_or(0, |value| value as u64)
+}
+
 /// Messages of `vip` the report counts as forwarded: placed by the table (`call_id`) or
 /// by their dialog (`dialog`).
 pub fn forwarded(report: &str, vip: &str) -> u64 {

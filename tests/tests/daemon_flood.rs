@@ -11,7 +11,10 @@ use std::{
 };
 
 use sipxdp_tests::{
-    daemon_lab::DaemonLab, require_command, require_privileges, sipp::StrictUac, wait_until,
+    daemon_lab::{DaemonLab, sample},
+    require_command, require_privileges,
+    sipp::StrictUac,
+    wait_until,
 };
 
 /// The flooder's address: in the lab's client subnet, unused by the lab.
@@ -73,12 +76,10 @@ fn flood(lab: &DaemonLab, user_agent: &str) -> u64 {
 
 /// `sipxdp_packets_total` of the VIP `lab` dropped for `reason`, from the metrics text.
 fn dropped(metrics: &str, reason: &str) -> u64 {
-    let wanted =
-        format!("sipxdp_packets_total{{action=\"dropped\",reason=\"{reason}\",vip=\"lab\"}} ");
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(&wanted))
-        .map_or(0, |value| value.trim().parse().expect("a counter value"))
+    sample(
+        metrics,
+        &format!("sipxdp_packets_total{{action=\"dropped\",reason=\"{reason}\",vip=\"lab\"}} "),
+    )
 }
 
 /// Requests from the flooder that reached a Kamailio.

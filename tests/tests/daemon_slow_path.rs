@@ -16,7 +16,7 @@ use sipxdp_common::{
     wire::{build::UdpFrame, ethernet},
 };
 use sipxdp_tests::{
-    daemon_lab::{DaemonLab, Mode},
+    daemon_lab::{DaemonLab, Mode, sample},
     delivery::Received,
     inject::send_frames,
     require_privileges,
@@ -229,7 +229,7 @@ fn what_the_kernel_passes_up_reaches_the_backend_the_fast_path_would_choose() {
         let forwarded: u64 = ["call_id", "dialog"]
             .iter()
             .map(|reason| {
-                metric(
+                sample(
                     &metrics,
                     &format!(
                         "sipxdp_slow_path_messages_total{{outcome=\"forwarded\",reason=\"{reason}\",vip=\"{vip}\"}}"
@@ -246,7 +246,7 @@ fn what_the_kernel_passes_up_reaches_the_backend_the_fast_path_would_choose() {
     // And once more under the backend each went to.
     assert_eq!(per_backend.len(), 6, "every backend of both VIPs got some");
     for (series, messages) in &per_backend {
-        assert_eq!(metric(&metrics, series), *messages, "{series}\n{metrics}");
+        assert_eq!(sample(&metrics, series), *messages, "{series}\n{metrics}");
     }
     for series in [
         "sipxdp_map_max_entries{map=\"DIALOGS\"} 1048576",
@@ -271,15 +271,6 @@ fn what_the_kernel_passes_up_reaches_the_backend_the_fast_path_would_choose() {
             .all(|line| line.ends_with(": generic XDP, in the kernel stack")),
         "{status}"
     );
-}
-
-/// The value of the sample `series` in `metrics`, 0 when absent.
-fn metric(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .map_or(0, |value| value as u64)
 }
 
 #[test]
@@ -325,7 +316,7 @@ fn unplaceable_messages_are_dropped_or_sent_to_the_fallback_and_counted() {
         assert_eq!(message.backend, fallback, "one client, one fallback");
     }
     let counted = |metrics: &str, outcome: &str, reason: &str| {
-        metric(
+        sample(
             metrics,
             &format!(
                 "sipxdp_slow_path_messages_total{{outcome=\"{outcome}\",reason=\"{reason}\",vip=\"lab\"}}"
@@ -417,6 +408,6 @@ fn in_nat_mode_the_slow_path_routes_to_the_backend_address() {
     let metrics = lab.scrape().expect("metrics");
     for (series, messages) in &per_backend {
         assert!(series.contains("203.0.113.") || series.contains("2001:db8:2::"));
-        assert_eq!(metric(&metrics, series), *messages, "{series}\n{metrics}");
+        assert_eq!(sample(&metrics, series), *messages, "{series}\n{metrics}");
     }
 }
