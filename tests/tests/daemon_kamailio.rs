@@ -3,7 +3,8 @@
 //! within a few check intervals; its calls move to the others, and no other call moves;
 //! started again, it comes back after its first successful check and takes new calls.
 //! IPv6 backends are checked from an address of the balancer they answer, and sipp's
-//! calls through the IPv6 VIP complete.
+//! calls through the IPv6 VIP complete. When the balancer is renumbered, the checks move
+//! to its new address.
 
 use std::{
     collections::BTreeMap,
@@ -12,7 +13,7 @@ use std::{
 };
 
 use sipxdp_tests::{
-    daemon_lab::DaemonLab,
+    daemon_lab::{DaemonLab, sample},
     require_privileges,
     sipgen::{Call, Rng},
     sipp::StrictUac,
@@ -217,6 +218,84 @@ fn ipv6_backends_are_checked_from_an_address_they_answer() {
     }
     assert!(
         !lab.daemon_log().contains("of VIP lab6 is down"),
+        "{}",
+        lab.daemon_log()
+    );
+}
+
+#[test]
+fn health_checks_move_to_the_balancers_new_address_when_it_is_renumbered() {
+    let name = "health_checks_move_to_the_balancers_new_address_when_it_is_renumbered";
+    if !require_privileges(name) {
+        return;
+    }
+    let lab = DaemonLab::start_with_kamailio(&[1, 1, 1]).expect("the lab");
+    // The checks each backend answered, from the latency histograms' counts.
+    let series: Vec<String> = (1..=3)
+        .map(|number| {
+            let backend = lab.backend_address(number, false);
+            format!(
+                "sipxdp_health_check_latency_seconds_count{{backend=\"{backend}\",vip=\"lab\"}}"
+            )
+        })
+        .collect();
+    let answered = || {
+        let metrics = lab.scrape().unwrap_or_default();
+        series
+            .iter()
+            .map(|series| sample(&metrics, series))
+            .collect::<Vec<u64>>()
+    };
+    assert!(
+        wait_until(Instant::now() + INTERVAL * 6, || answered()
+            .iter()
+            .all(|&count| count > 0)),
+        "every backend answered a check: {:?}\n{}",
+        answered(),
+        lab.daemon_log()
+    );
+
+    // The balancer's address changes: a second one in the same subnet, promoted when
+    // the first is deleted. The first can no longer send, and the backends could no
+    // longer reach it.
+    let balancer = lab.lab().balancer();
+    let (netns, interface) = (balancer.netns(), balancer.iface().name());
+    let old = balancer.iface().ipv4();
+    let new = std::net::Ipv4Addr::new(198, 51, 100, 3);
+    netns
+        .sysctl_write(
+            &format!("net.ipv4.conf.{interface}.promote_secondaries"),
+            "1",
+        )
+        .expect("promote_secondaries");
+    netns
+        .ip(&["addr", "add", &format!("{new}/26"), "dev", interface])
+        .expect("the new address");
+    netns
+        .ip(&["addr", "del", &format!("{old}/26"), "dev", interface])
+        .expect("the old address removed");
+    let moved = format!("health checks from {new}:");
+    assert!(
+        wait_until(Instant::now() + INTERVAL * 6, || lab
+            .daemon_log()
+            .contains(&moved)),
+        "the daemon moved its checks to {new}:\n{}",
+        lab.daemon_log()
+    );
+
+    // Checks from the new address are answered, and no backend went down.
+    let after_move = answered();
+    assert!(
+        wait_until(Instant::now() + INTERVAL * 8, || answered()
+            .iter()
+            .zip(&after_move)
+            .all(|(now, then)| *now >= then + 3)),
+        "every backend answered three checks from {new}: {after_move:?} then {:?}\n{}",
+        answered(),
+        lab.daemon_log()
+    );
+    assert!(
+        !lab.daemon_log().contains("is down"),
         "{}",
         lab.daemon_log()
     );

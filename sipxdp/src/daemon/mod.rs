@@ -595,6 +595,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             changes = watcher.changes() => {
                 changes?;
                 daemon.on_tables_changed()?;
+                if let Some(checks) = &mut health_checks {
+                    checks.follow_sources().await?;
+                }
             }
             readable = readable_logger(&mut logger) => readable?,
             () = tick(&mut report_timer) => {

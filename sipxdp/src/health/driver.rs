@@ -34,6 +34,12 @@ pub enum Command {
     },
     /// Report every target's status, for `sipxdp status`.
     Snapshot { reply: oneshot::Sender<Snapshot> },
+    /// Send from `socket`, bound to `local`, from now on, when the source address must
+    /// change. The old socket is closed.
+    Rebind {
+        socket: UdpSocket,
+        local: std::net::SocketAddr,
+    },
 }
 
 /// The prober's state at one moment.
@@ -51,7 +57,7 @@ pub struct Snapshot {
 /// per target per interval), so the daemon must just keep receiving them.
 pub async fn run(
     mut prober: Prober,
-    socket: UdpSocket,
+    mut socket: UdpSocket,
     events: mpsc::Sender<Event>,
     mut commands: mpsc::Receiver<Command>,
 ) -> Result<(), DriverError> {
@@ -90,7 +96,7 @@ pub async fn run(
             },
             () = sleep_until(deadline) => prober.handle_timeout(Instant::now()),
             command = commands.recv() => match command {
-                Some(command) => execute(&mut prober, command),
+                Some(command) => execute(&mut prober, &mut socket, command),
                 None => return Ok(()),
             },
         }
@@ -99,7 +105,7 @@ pub async fn run(
 
 /// Applies a command. A requester that stopped waiting for the reply is no
 /// error: the command itself has taken effect.
-fn execute(prober: &mut Prober, command: Command) {
+fn execute(prober: &mut Prober, socket: &mut UdpSocket, command: Command) {
     match command {
         Command::SetTargets { targets, reply } => {
             let _ = reply.send(prober.set_targets(Instant::now(), targets));
@@ -113,6 +119,13 @@ fn execute(prober: &mut Prober, command: Command) {
                 ignored_replies: prober.ignored_replies(),
             };
             let _ = reply.send(snapshot);
+        }
+        Command::Rebind {
+            socket: rebound,
+            local,
+        } => {
+            prober.set_local(Instant::now(), local);
+            *socket = rebound;
         }
     }
 }
@@ -137,6 +150,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use std::{
+        net::SocketAddr,
         sync::{
             Arc,
             atomic::{AtomicBool, Ordering},
@@ -168,18 +182,24 @@ mod tests {
             .expect("the driver is running")
     }
 
+    /// Checks every `interval_ms`, timing out after `timeout_ms`, down and up after
+    /// `threshold` outcomes, 2xx alive.
+    fn settings(interval_ms: u64, timeout_ms: u64, threshold: u32) -> Settings {
+        Settings {
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_millis(timeout_ms),
+            down_after: threshold,
+            up_after: threshold,
+            alive_codes: vec![(200, 299)],
+        }
+    }
+
     #[tokio::test]
     async fn driver_reports_down_and_up_over_udp() {
         let backend_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let probe_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-        let settings = Settings {
-            interval: Duration::from_millis(150),
-            timeout: Duration::from_millis(100),
-            down_after: 2,
-            up_after: 2,
-            alive_codes: vec![(200, 299)],
-        };
-        let prober = Prober::new(settings, probe_socket.local_addr().unwrap(), 1).unwrap();
+        let prober =
+            Prober::new(settings(150, 100, 2), probe_socket.local_addr().unwrap(), 1).unwrap();
         let answering = Arc::new(AtomicBool::new(false));
         let target = Target {
             id: 7,
@@ -232,6 +252,75 @@ mod tests {
         drop(commands);
         let stopped = tokio::time::timeout(PATIENCE, driver).await;
         assert!(matches!(stopped, Ok(Ok(Ok(())))));
+        backend.abort();
+    }
+
+    #[tokio::test]
+    async fn after_a_rebind_checks_come_from_the_new_socket_and_are_answered_there() {
+        let backend_socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let first = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let second = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let (first_local, second_local) =
+            (first.local_addr().unwrap(), second.local_addr().unwrap());
+        let mut prober = Prober::new(settings(50, 40, 1), first_local, 1).unwrap();
+        let target = Target {
+            id: 3,
+            address: backend_socket.local_addr().unwrap(),
+        };
+        prober.set_targets(Instant::now(), vec![target]).unwrap();
+        // The backend answers every ping and reports where it came from.
+        let (sources, mut pinged_from) = mpsc::unbounded_channel();
+        let backend = tokio::spawn(async move {
+            let mut buffer = vec![0; MAX_DATAGRAM];
+            while let Ok((length, from)) = backend_socket.recv_from(&mut buffer).await {
+                let reply = response(&buffer[..length], 200);
+                backend_socket
+                    .send_to(reply.as_bytes(), from)
+                    .await
+                    .unwrap();
+                let _ = sources.send(from);
+            }
+        });
+        let (event_sender, _events) = mpsc::channel(4);
+        let (commands, command_receiver) = mpsc::channel(4);
+        let driver = tokio::spawn(run(prober, first, event_sender, command_receiver));
+        let next_source = async |pinged_from: &mut mpsc::UnboundedReceiver<SocketAddr>| {
+            tokio::time::timeout(PATIENCE, pinged_from.recv())
+                .await
+                .expect("a ping within the deadline")
+                .expect("the backend is running")
+        };
+        assert_eq!(next_source(&mut pinged_from).await, first_local);
+
+        commands
+            .send(Command::Rebind {
+                socket: second,
+                local: second_local,
+            })
+            .await
+            .unwrap();
+        let deadline = Instant::now() + PATIENCE;
+        while next_source(&mut pinged_from).await != second_local {
+            assert!(Instant::now() < deadline, "no ping from the new socket");
+        }
+        // Replies reach the new socket: the status counts them, and no check failed.
+        let answered = |snapshot: &Snapshot| snapshot.targets[0].1.latencies.count;
+        let snapshot = async || {
+            let (reply, snapshot) = oneshot::channel();
+            commands.send(Command::Snapshot { reply }).await.unwrap();
+            snapshot.await.unwrap()
+        };
+        let before = answered(&snapshot().await);
+        while answered(&snapshot().await) < before + 3 {
+            assert!(Instant::now() < deadline, "no replies on the new socket");
+            next_source(&mut pinged_from).await;
+        }
+        assert_eq!(snapshot().await.targets[0].1.failures_total, 0);
+        drop(commands);
+        assert!(matches!(
+            tokio::time::timeout(PATIENCE, driver).await,
+            Ok(Ok(Ok(())))
+        ));
         backend.abort();
     }
 }

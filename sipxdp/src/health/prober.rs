@@ -194,6 +194,20 @@ impl Prober {
         Ok(())
     }
 
+    /// Moves the prober to a new socket address, when the daemon rebinds it.
+    ///
+    /// A reply to a ping in flight would go to the old address and never arrive, so
+    /// such a ping is forgotten, neither a success nor a failure, and its target is
+    /// pinged again at once from the new address.
+    pub fn set_local(&mut self, now: Instant, local: SocketAddr) {
+        self.local = local;
+        for entry in self.targets.values_mut() {
+            if entry.outstanding.take().is_some() {
+                entry.next_ping = now;
+            }
+        }
+    }
+
     /// The next ping due at `now`, if any. Call until it returns `None`.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
         self.expire(now);

@@ -26,7 +26,7 @@ fn settings(down_after: u32, up_after: u32) -> Settings {
 }
 
 fn address(host: u8) -> SocketAddr {
-    SocketAddr::from(([192, 0, 2, host], 5060))
+    SocketAddr::from(([203, 0, 113, host], 5060))
 }
 
 fn target(id: u32, host: u8) -> Target {
@@ -36,7 +36,7 @@ fn target(id: u32, host: u8) -> Target {
     }
 }
 
-/// A prober with one target (id 1 at 192.0.2.10), and the start time.
+/// A prober with one target (id 1 at 203.0.113.10), and the start time.
 fn single(down_after: u32, up_after: u32) -> (Prober, Instant) {
     let now = Instant::now();
     let mut prober = Prober::new(settings(down_after, up_after), address(1), 7).unwrap();
@@ -83,7 +83,7 @@ fn first_ping_is_immediate_and_well_formed() {
         message.start_line(),
         StartLine::Request {
             method: "OPTIONS",
-            uri: "sip:192.0.2.10:5060",
+            uri: "sip:203.0.113.10:5060",
             ..
         }
     ));
@@ -93,7 +93,7 @@ fn first_ping_is_immediate_and_well_formed() {
             .unwrap()
             .starts_with(BRANCH_MAGIC_COOKIE)
     );
-    assert!(message.header("Via").unwrap().contains("192.0.2.1:5060"));
+    assert!(message.header("Via").unwrap().contains("203.0.113.1:5060"));
     assert_eq!(message.cseq(), Some((1, "OPTIONS")));
     assert_eq!(prober.poll_timeout(), Some(now + TIMEOUT));
     assert_eq!(prober.status(1).unwrap().pings_sent, 1);
@@ -273,7 +273,7 @@ fn unmatched_replies_are_ignored_and_counted() {
         ),
         (address(11), good.clone().into_bytes()),
         (
-            SocketAddr::from(([192, 0, 2, 10], 5061)),
+            SocketAddr::from(([203, 0, 113, 10], 5061)),
             good.clone().into_bytes(),
         ),
         (address(10), transmit.payload.clone()),
@@ -300,7 +300,7 @@ fn unmatched_replies_are_ignored_and_counted() {
 fn ipv4_mapped_source_matches_an_ipv4_target() {
     let (mut prober, now) = single(1, 1);
     let transmit = ping(&mut prober, now);
-    let mapped: SocketAddr = "[::ffff:192.0.2.10]:5060".parse().unwrap();
+    let mapped: SocketAddr = "[::ffff:203.0.113.10]:5060".parse().unwrap();
     let reply = response(&transmit.payload, 200);
     prober.handle_datagram(now, mapped, reply.as_bytes());
     assert_eq!(prober.status(1).unwrap().consecutive_successes, 1);
@@ -388,6 +388,30 @@ fn set_targets_keeps_unchanged_targets_and_resets_the_rest() {
         3,
         "a refused set changes nothing"
     );
+}
+
+#[test]
+fn a_new_local_address_forgets_the_ping_in_flight_and_pings_again_from_it() {
+    let (mut prober, now) = single(1, 1);
+    let old = ping(&mut prober, now);
+    let moved = now + Duration::from_millis(5);
+    prober.set_local(moved, address(2));
+    // The old ping's timeout passes: forgotten, so no failure and no event.
+    prober.handle_timeout(now + TIMEOUT);
+    let status = prober.status(1).unwrap();
+    assert_eq!((status.consecutive_failures, status.failures_total), (0, 0));
+    assert_eq!(events(&mut prober), []);
+    // Its reply, were it to arrive, answers nothing.
+    answer(&mut prober, moved, &old, 200);
+    assert_eq!(prober.ignored_replies(), 1);
+
+    let again = ping(&mut prober, moved);
+    let message = Message::parse(&again.payload).unwrap();
+    assert!(message.header("Via").unwrap().contains("203.0.113.2:5060"));
+    answer(&mut prober, moved + Duration::from_millis(1), &again, 200);
+    assert_eq!(prober.status(1).unwrap().last_reply_code, Some(200));
+    // Only the ping in flight is repeated: the next one keeps the interval.
+    assert_eq!(prober.poll_timeout(), Some(moved + INTERVAL));
 }
 
 #[test]
