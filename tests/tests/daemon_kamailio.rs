@@ -4,7 +4,8 @@
 //! started again, it comes back after its first successful check and takes new calls.
 //! IPv6 backends are checked from an address of the balancer they answer, and sipp's
 //! calls through the IPv6 VIP complete. When the balancer is renumbered, the checks move
-//! to its new address.
+//! to its new address; when it has no address to check from, the daemon runs without
+//! checks of that family and starts them once an address appears.
 
 use std::{
     collections::BTreeMap,
@@ -230,22 +231,7 @@ fn health_checks_move_to_the_balancers_new_address_when_it_is_renumbered() {
         return;
     }
     let lab = DaemonLab::start_with_kamailio(&[1, 1, 1]).expect("the lab");
-    // The checks each backend answered, from the latency histograms' counts.
-    let series: Vec<String> = (1..=3)
-        .map(|number| {
-            let backend = lab.backend_address(number, false);
-            format!(
-                "sipxdp_health_check_latency_seconds_count{{backend=\"{backend}\",vip=\"lab\"}}"
-            )
-        })
-        .collect();
-    let answered = || {
-        let metrics = lab.scrape().unwrap_or_default();
-        series
-            .iter()
-            .map(|series| sample(&metrics, series))
-            .collect::<Vec<u64>>()
-    };
+    let answered = || answered_checks(&lab, false);
     assert!(
         wait_until(Instant::now() + INTERVAL * 6, || answered()
             .iter()
@@ -299,4 +285,75 @@ fn health_checks_move_to_the_balancers_new_address_when_it_is_renumbered() {
         "{}",
         lab.daemon_log()
     );
+}
+
+#[test]
+fn ipv6_checks_start_once_the_balancer_has_an_address_to_send_them_from() {
+    let name = "ipv6_checks_start_once_the_balancer_has_an_address_to_send_them_from";
+    if !require_privileges(name) {
+        return;
+    }
+    let mut lab = DaemonLab::start_with_kamailio(&[1, 1, 1]).expect("the lab");
+    lab.stop_daemon().expect("the first daemon stops");
+    // Without its IPv6 address the balancer's only global IPv6 address is the VIP, which
+    // the backends hold themselves: there is nothing to check them from.
+    let balancer = lab.lab().balancer();
+    let interface = balancer.iface().name().to_owned();
+    let address = format!("{}/64", balancer.iface().ipv6());
+    let subnet = balancer.iface().ipv6_subnet().to_string();
+    let ip = |lab: &DaemonLab, args: &[&str]| lab.lab().balancer().netns().ip(args);
+    ip(&lab, &["addr", "del", &address, "dev", &interface]).expect("the IPv6 address removed");
+    // The backends stay on the link.
+    ip(&lab, &["-6", "route", "add", &subnet, "dev", &interface]).expect("the on-link route");
+    lab.restart_daemon()
+        .expect("the daemon starts without IPv6 checks");
+    let unchecked = "no health checks of the IPv6 backends";
+    assert!(
+        wait_until(Instant::now() + INTERVAL * 6, || lab
+            .daemon_log()
+            .contains(unchecked)),
+        "{}",
+        lab.daemon_log()
+    );
+    let client = SocketAddr::new(IpAddr::V6(lab.lab().client().iface().ipv6()), 5640);
+    let invites: Vec<Vec<u8>> = calls(11, 30)
+        .iter()
+        .map(|call| call.invite(client, lab.vip_v6(), 200))
+        .collect();
+    let received = lab
+        .send_to_kamailio(client, lab.vip_v6(), &invites)
+        .expect("INVITEs through the IPv6 VIP, to unchecked backends");
+    assert_eq!(received.len(), invites.len());
+
+    ip(&lab, &["addr", "add", &address, "dev", &interface, "nodad"])
+        .expect("the IPv6 address back");
+    let answered = || answered_checks(&lab, true);
+    assert!(
+        wait_until(Instant::now() + INTERVAL * 8, || answered()
+            .iter()
+            .all(|&count| count > 0)),
+        "every IPv6 backend answered a check once the address was back:\n{}",
+        lab.daemon_log()
+    );
+    assert!(
+        !lab.daemon_log().contains("is down"),
+        "{}",
+        lab.daemon_log()
+    );
+}
+
+/// The checks each backend of the IPv4 VIP (`lab`) or the IPv6 one (`lab6`) answered:
+/// the counts of their latency histograms.
+fn answered_checks(lab: &DaemonLab, v6: bool) -> Vec<u64> {
+    let metrics = lab.scrape().unwrap_or_default();
+    let vip = if v6 { "lab6" } else { "lab" };
+    (1..=3)
+        .map(|number| {
+            let backend = lab.backend_address(number, v6);
+            let series = format!(
+                "sipxdp_health_check_latency_seconds_count{{backend=\"{backend}\",vip=\"{vip}\"}}"
+            );
+            sample(&metrics, &series)
+        })
+        .collect()
 }
