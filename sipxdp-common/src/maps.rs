@@ -182,6 +182,11 @@ pub struct Backend {
     /// Changes whenever the slot is given to another backend, so that a dialog remembered
     /// for the slot's previous holder is not sent to the new one.
     pub incarnation: u16,
+    /// The slot of the VIP the backend belongs to. Only userspace reads it: a daemon that
+    /// takes over pinned maps gives each backend back its slot and incarnation, so that
+    /// the calls the kernel remembers keep their backends.
+    pub vip_slot: u16,
+    pub padding: u16,
 }
 
 /// Value of the single-entry `SETTINGS` array.
@@ -332,7 +337,7 @@ mod tests {
         assert_eq!(size_of::<VipKey>(), 16 + 2 + 1 + 1);
         assert_eq!(size_of::<VipConfig>(), 16);
         assert_eq!(size_of::<VipEntry>(), 36);
-        assert_eq!(size_of::<Backend>(), 6 + 6 + 4 + 4 + 16 + 2 + 2);
+        assert_eq!(size_of::<Backend>(), 6 + 6 + 4 + 4 + 16 + 2 + 2 + 2 + 2);
         assert_eq!(size_of::<Settings>(), 32);
         assert_eq!(size_of::<NatReturn>(), 24);
         assert_eq!(size_of::<PlacementKey>(), 16);

@@ -131,7 +131,8 @@ pub struct Pins {
 /// layout raises it, so that it pins fresh maps beside the old ones instead of reusing
 /// maps it would misread.
 /// Version 2: `Settings` gained `connection_idle_ns`.
-const PINNED_LAYOUT: u32 = 2;
+/// Version 3: `Backend` gained `vip_slot`.
+const PINNED_LAYOUT: u32 = 3;
 
 /// The maps that outlive the daemon. The per-CPU scratch maps hold nothing between
 /// packets and are not pinned.
@@ -453,28 +454,13 @@ impl Dataplane {
             .map_err(map_error("removing a VIP"))
     }
 
-    /// The highest backend incarnation in `BACKENDS`: 0 in fresh maps, a previous
-    /// daemon's in pinned ones.
-    pub fn highest_incarnation(&self) -> Result<u16, DataplaneError> {
-        let map = self
-            .ebpf
-            .map(names::BACKENDS)
-            .ok_or(DataplaneError::MissingMap(names::BACKENDS))?;
-        let backends: Array<_, Backend> =
-            Array::try_from(map).map_err(map_error("opening BACKENDS"))?;
-        let mut highest = 0;
-        for backend in backends.iter() {
-            highest = highest.max(backend.map_err(map_error("reading BACKENDS"))?.incarnation);
-        }
-        Ok(highest)
-    }
-
     /// What the maps already hold, as a plan: the VIPs, backend slots and NAT return
     /// entries a previous daemon left in pinned maps (nothing in fresh maps), with their
     /// tables and flood settings unknown. Applying the first plan over it removes what the
     /// new configuration no longer has; over an empty plan, a VIP dropped from the
     /// configuration while no daemon ran would keep being served by the pinned program
-    /// from stale entries, and counted under a slot the metrics no longer name.
+    /// from stale entries, and counted under a slot the metrics no longer name. The VIP
+    /// and backend slots in it are those `Slots::taking_over` gives back.
     pub fn pinned_plan(&self) -> Result<Plan, DataplaneError> {
         let mut plan = Plan::default();
         let vips: Array<_, VipEntry> =

@@ -116,13 +116,47 @@ impl Slots {
         Some(given)
     }
 
-    /// No slots handed out yet; incarnations continue above `highest`, the highest one a
-    /// previous daemon left in the pinned maps.
-    pub fn continuing_from(highest: u16) -> Self {
-        Self {
-            incarnation_base: highest,
+    /// The slots a previous daemon left in the maps (`pinned`, as
+    /// `Dataplane::pinned_plan` reads them) for the VIPs and backends `config` still has:
+    /// each keeps its slot, and each backend its incarnation, so the calls the kernel
+    /// remembers keep their backends through a restart. Slots handed out from now on get
+    /// incarnations above every pinned one, so no remembered call follows a slot to
+    /// another backend.
+    pub fn taking_over(pinned: &Plan, config: &Config) -> Self {
+        let mut slots = Self {
+            incarnation_base: pinned
+                .backends
+                .values()
+                .map(|backend| backend.incarnation)
+                .max()
+                .unwrap_or(0),
             ..Self::default()
+        };
+        for vip in &config.vips {
+            let key = vip_key(vip);
+            let Some(held) = pinned.vips.iter().find(|held| held.key == key) else {
+                continue;
+            };
+            let vip_slot = held.entry.slot;
+            slots.vips.insert(key, vip_slot);
+            for backend in &vip.backends {
+                let address = address_bytes(backend.address);
+                let found = pinned.backends.iter().find(|(_, entry)| {
+                    u32::from(entry.vip_slot) == vip_slot
+                        && entry.address == address
+                        && entry.port == backend.port
+                });
+                if let Some((&slot, entry)) = found {
+                    let id = BackendId {
+                        vip: vip.name.clone(),
+                        address: backend.socket_address(),
+                    };
+                    slots.backends.insert(id, slot);
+                    slots.incarnations.insert(slot, entry.incarnation);
+                }
+            }
         }
+        slots
     }
 
     /// The incarnation of a backend slot: changes each time the slot changes hands.
@@ -235,6 +269,8 @@ pub fn plan(
     let mut plan = Plan::default();
     for vip in &config.vips {
         let key = vip_key(vip);
+        // VIP slots are below MAX_VIPS (16), so they fit.
+        let vip_slot = slots.vips[&key] as u16;
         let mut members = Vec::new();
         let mut member_keys = Vec::new();
         for backend in &vip.backends {
@@ -260,11 +296,14 @@ pub fn plan(
                     address: address_bytes(backend.address),
                     port: backend.port,
                     incarnation: slots.incarnation(slot),
+                    vip_slot,
+                    padding: 0,
                 },
                 None => Backend {
                     address: address_bytes(backend.address),
                     port: backend.port,
                     incarnation: slots.incarnation(slot),
+                    vip_slot,
                     ..Backend::default()
                 },
             };
@@ -449,5 +488,54 @@ mod tests {
         assert_eq!(at(1).as_deref(), Some("198.51.100.22:5060"));
         assert_eq!(replaced.backends[&0].incarnation, 2);
         assert_eq!(replaced.backends[&1].incarnation, 1);
+    }
+
+    #[test]
+    fn a_new_daemon_takes_over_the_pinned_slots_and_incarnations() {
+        // A first daemon's history: .21 and .22, then .21 replaced by .23 in slot 0.
+        let mut slots = Slots::default();
+        plan(
+            &config(&["active", "active"]),
+            &mut slots,
+            reachable(Health::Up),
+        )
+        .expect("a plan");
+        let mut same = config(&["active", "active", "active"]);
+        same.vips[0].backends.remove(0);
+        let pinned = plan(&same, &mut slots, reachable(Health::Up)).expect("a plan");
+        assert_eq!(pinned.backends[&0].incarnation, 2);
+
+        // The same configuration: every slot and incarnation as the maps hold them, so
+        // every remembered call still finds its backend.
+        let mut taken = Slots::taking_over(&pinned, &same);
+        assert_eq!(
+            plan(&same, &mut taken, reachable(Health::Up)).expect("a plan"),
+            pinned
+        );
+
+        // .22 is gone and .25 is new: .23 keeps slot 0 and incarnation 2; .25 gets the
+        // freed slot 1 under an incarnation no pinned backend has.
+        let mut changed = config(&["active"; 5]);
+        for index in [3, 1, 0] {
+            changed.vips[0].backends.remove(index);
+        }
+        let mut taken = Slots::taking_over(&pinned, &changed);
+        let next = plan(&changed, &mut taken, reachable(Health::Up)).expect("a plan");
+        let at = |slot: u32| taken.backend_at(slot).map(|id| id.address.to_string());
+        assert_eq!(at(0).as_deref(), Some("198.51.100.23:5060"));
+        assert_eq!(at(1).as_deref(), Some("198.51.100.25:5060"));
+        assert_eq!(next.backends[&0].incarnation, 2);
+        assert_eq!(next.backends[&1].incarnation, 3);
+
+        // Another VIP at the same slot is not the same VIP: nothing is taken over.
+        let mut other = same.clone();
+        other.vips[0].address = "198.51.100.101".parse().expect("an address");
+        let mut taken = Slots::taking_over(&pinned, &other);
+        let next = plan(&other, &mut taken, reachable(Health::Up)).expect("a plan");
+        assert!(
+            next.backends
+                .values()
+                .all(|backend| backend.incarnation == 3)
+        );
     }
 }

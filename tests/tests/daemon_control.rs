@@ -193,6 +193,56 @@ fn traffic_flows_through_a_crash_and_a_restart_of_the_daemon() {
     }
 }
 
+#[test]
+fn calls_in_progress_keep_their_backend_through_a_restart_after_a_weight_change() {
+    let name = "calls_in_progress_keep_their_backend_through_a_restart_after_a_weight_change";
+    if !require_privileges(name) {
+        return;
+    }
+    let mut lab = DaemonLab::start(&[1, 1, 1]).expect("the lab");
+    let client = SocketAddr::new(IpAddr::V4(lab.lab().client().iface().ipv4()), 5510);
+    let in_progress = calls(6, 600);
+    let before = lab
+        .send_dialogs(client, &in_progress)
+        .expect("calls before the change");
+
+    // The third backend's weight goes from 1 to 4: its share of the table from a third
+    // to two thirds, so the table now places many of the calls elsewhere.
+    lab.write_config(&[1, 1, 4]).expect("the new weights");
+    let (ok, answer) = lab.control(&["reload"], None).expect("reload");
+    assert!(ok, "{answer}");
+    lab.stop_daemon().expect("the daemon stops");
+    lab.restart_daemon().expect("a new daemon");
+
+    // The calls in progress stay where they were, through the new daemon too.
+    let after = lab
+        .send_dialogs(client, &in_progress)
+        .expect("the same calls after the restart");
+    let (old, _) = dialogs_by_backend(&before);
+    let (new, _) = dialogs_by_backend(&after);
+    let moved: Vec<&&str> = old
+        .keys()
+        .filter(|call_id| old.get(*call_id) != new.get(*call_id))
+        .collect();
+    assert!(
+        moved.is_empty(),
+        "{} of {} calls moved, e.g. {:?}\n{}",
+        moved.len(),
+        old.len(),
+        moved.first(),
+        lab.daemon_log()
+    );
+    // New calls follow the new weights.
+    let fresh = lab
+        .send_dialogs(SocketAddr::new(client.ip(), 5511), &calls(7, 600))
+        .expect("new calls");
+    let (_, calls_of) = dialogs_by_backend(&fresh);
+    assert!(
+        calls_of.get(&3).copied().unwrap_or(0) > 600 / 2,
+        "the third backend takes most new calls: {calls_of:?}"
+    );
+}
+
 /// A tmux session, killed when dropped.
 struct Tmux(String);
 

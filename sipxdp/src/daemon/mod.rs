@@ -393,9 +393,11 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         flood_sources: Some(config.flood.sources),
         pins: Some(pins.clone()),
     })?;
-    // Pinned maps may hold a previous daemon's backends and dialogs: slots handed out from
-    // now on get incarnations above theirs, so no dialog follows a slot to another backend.
-    let slots = Slots::continuing_from(dataplane.highest_incarnation()?);
+    // What a previous daemon left in the pinned maps: the first publish removes what the
+    // configuration no longer has, and what it still has keeps its slots, so the calls
+    // the kernel remembers keep their backends.
+    let pinned = dataplane.pinned_plan()?;
+    let slots = Slots::taking_over(&pinned, &config);
     let logger = match config.daemon.kernel_log_level {
         LogLevel::Off => None,
         _ => {
@@ -436,9 +438,6 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             config.flood.sources,
         )?,
     ]);
-    // What a previous daemon left in the pinned maps: the first publish removes what the
-    // configuration no longer has.
-    let pinned = dataplane.pinned_plan()?;
     let mut daemon = Daemon {
         config_path: options.config.clone(),
         file_config: config.clone(),
