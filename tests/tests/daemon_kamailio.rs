@@ -315,6 +315,20 @@ fn ipv6_checks_start_once_the_balancer_has_an_address_to_send_them_from() {
         "{}",
         lab.daemon_log()
     );
+    // The metrics say so: the IPv4 backends are checked, the IPv6 ones are not.
+    let metrics = lab.scrape().expect("the metrics");
+    for v6 in [false, true] {
+        for number in 1..=3 {
+            let backend = lab.backend_address(number, v6);
+            let vip = if v6 { "lab6" } else { "lab" };
+            let series = format!("sipxdp_backend_checked{{backend=\"{backend}\",vip=\"{vip}\"}} ");
+            let expected = if v6 { "0" } else { "1" };
+            assert!(
+                metrics.contains(&format!("{series}{expected}")),
+                "{series}{expected}\n{metrics}"
+            );
+        }
+    }
     let client = SocketAddr::new(IpAddr::V6(lab.lab().client().iface().ipv6()), 5640);
     let invites: Vec<Vec<u8>> = calls(11, 30)
         .iter()
@@ -334,6 +348,15 @@ fn ipv6_checks_start_once_the_balancer_has_an_address_to_send_them_from() {
             .all(|&count| count > 0)),
         "every IPv6 backend answered a check once the address was back:\n{}",
         lab.daemon_log()
+    );
+    let metrics = lab.scrape().expect("the metrics");
+    let still_unchecked = metrics
+        .lines()
+        .filter(|line| line.starts_with("sipxdp_backend_checked{") && line.ends_with(" 0"))
+        .count();
+    assert_eq!(
+        still_unchecked, 0,
+        "every backend is checked now:\n{metrics}"
     );
     assert!(
         !lab.daemon_log().contains("is down"),

@@ -364,6 +364,7 @@ impl Daemon {
                     weight: backend.weight,
                     admin: self.admin.get(&id).copied().unwrap_or(backend.state).name(),
                     up: self.health.get(&id).copied().unwrap_or(Health::Up) == Health::Up,
+                    checked: status.is_some(),
                     latency_seconds: status
                         .and_then(|status| status.last_latency)
                         .map(|latency| latency.as_secs_f64()),

@@ -33,6 +33,9 @@ pub struct BackendState {
     /// `active`, `draining` or `disabled`.
     pub admin: &'static str,
     pub up: bool,
+    /// Health checks of the backend are running: false when checks are off, or when its
+    /// address family has no address to send them from.
+    pub checked: bool,
     /// The last health check's round trip, in seconds.
     pub latency_seconds: Option<f64>,
     /// Every health check's round trip.
@@ -176,6 +179,12 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
         "1 when the backend's health checks pass (or are off), 0 when it is down.",
         &["vip", "backend"],
     )?;
+    let checked = gauge(
+        &registry,
+        "sipxdp_backend_checked",
+        "1 while the backend's health checks run, 0 when checks are off or its address family has no address to send them from.",
+        &["vip", "backend"],
+    )?;
     let state = gauge(
         &registry,
         "sipxdp_backend_state",
@@ -197,6 +206,9 @@ pub fn exposition(snapshot: &Snapshot) -> Result<String, MetricsError> {
     for backend in &snapshot.backends {
         let labels = [backend.vip.as_str(), backend.backend.as_str()];
         up.with_label_values(&labels).set(i64::from(backend.up));
+        checked
+            .with_label_values(&labels)
+            .set(i64::from(backend.checked));
         weight
             .with_label_values(&labels)
             .set(i64::from(backend.weight));
@@ -398,6 +410,7 @@ mod tests {
                 weight: 2,
                 admin: "draining",
                 up: true,
+                checked: true,
                 latency_seconds: Some(0.0004),
                 latencies: {
                     let mut histogram = LatencyHistogram::default();
@@ -446,6 +459,7 @@ mod tests {
             "sipxdp_backend_state{backend=\"198.51.100.21:5060\",state=\"draining\",vip=\"sip\"} 1",
             "sipxdp_backend_state{backend=\"198.51.100.21:5060\",state=\"active\",vip=\"sip\"} 0",
             "sipxdp_backend_up{backend=\"198.51.100.21:5060\",vip=\"sip\"} 1",
+            "sipxdp_backend_checked{backend=\"198.51.100.21:5060\",vip=\"sip\"} 1",
             "sipxdp_backend_weight{backend=\"198.51.100.21:5060\",vip=\"sip\"} 2",
             "sipxdp_health_check_latency_seconds_bucket{backend=\"198.51.100.21:5060\",vip=\"sip\",le=\"0.0005\"} 1",
             "sipxdp_health_check_latency_seconds_count{backend=\"198.51.100.21:5060\",vip=\"sip\"} 1",
