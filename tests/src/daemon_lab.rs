@@ -860,14 +860,16 @@ impl Drop for DaemonLab {
     }
 }
 
-/// The value of the sample `series` (name and labels, as the exporter writes them) in
-/// the metrics text `metrics`, 0 when absent.
+/// The value of the samples in the metrics text `metrics` whose series (name and labels,
+/// as the exporter writes them) starts with `series`, summed: one sample's value when
+/// `series` is whole, 0 when none has it.
 pub fn sample(metrics: &str, series: &str) -> u64 {
     metrics
         .lines()
-        .find_map(|line| line.strip_prefix(series))
-        .and_then(|value| value.trim().parse::<f64>().ok())
-        .map_or(0, |value| value as u64)
+        .filter(|line| line.starts_with(series))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .map(|value| value as u64)
+        .sum()
 }
 
 /// Messages of `vip` the report counts as forwarded: placed by the table (`call_id`) or

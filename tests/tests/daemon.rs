@@ -9,7 +9,7 @@ use std::{
 };
 
 use sipxdp_tests::{
-    daemon_lab::{DaemonLab, check_config, counted, forwarded},
+    daemon_lab::{DaemonLab, check_config, counted, forwarded, sample},
     delivery::dialogs_by_backend,
     list_namespaces, require_privileges,
     sipgen::{Call, Rng},
@@ -186,14 +186,6 @@ fn a_vip_removed_while_no_daemon_ran_is_no_longer_balanced() {
     std::fs::write(lab.config_path(), config).expect("writing");
     lab.restart_daemon().expect("a new daemon");
 
-    let series = |metrics: &str, prefix: &str| -> u64 {
-        metrics
-            .lines()
-            .filter(|line| line.starts_with(prefix))
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .map(|value| value as u64)
-            .sum()
-    };
     const NOT_VIP: &str = "sipxdp_packets_total{action=\"passed\",reason=\"not_vip\",vip=\"none\"}";
     const FORWARDED: &str = "sipxdp_packets_total{action=\"forwarded\"";
     let before = lab.scrape().expect("metrics");
@@ -207,12 +199,12 @@ fn a_vip_removed_while_no_daemon_ran_is_no_longer_balanced() {
     let mut after = String::new();
     let passed = wait_until(Instant::now() + Duration::from_secs(10), || {
         after = lab.scrape().unwrap_or_default();
-        series(&after, NOT_VIP) >= series(&before, NOT_VIP) + byes.len() as u64
+        sample(&after, NOT_VIP) >= sample(&before, NOT_VIP) + byes.len() as u64
     });
     assert!(passed, "the former VIP's datagrams are no VIP's:\n{after}");
     assert_eq!(
-        series(&after, FORWARDED),
-        series(&before, FORWARDED),
+        sample(&after, FORWARDED),
+        sample(&before, FORWARDED),
         "nothing was forwarded:\n{after}"
     );
 }
