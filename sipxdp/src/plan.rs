@@ -405,7 +405,10 @@ fn flood(vip: &VipConfig) -> Result<(u32, FloodEntry), PlanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{config::parse, test_support::Machine};
+    use crate::{
+        config::parse,
+        test_support::{self, Machine},
+    };
 
     /// A VIP over backends .21, .22, … with the given `state` lines.
     fn config(states: &[&str]) -> Config {
@@ -422,16 +425,9 @@ mod tests {
         parse(&text, "test.toml", &Machine).expect("a valid configuration")
     }
 
+    /// Every backend reachable, with `health`.
     fn reachable(health: Health) -> impl Fn(&BackendId) -> BackendRuntime {
-        move |_| BackendRuntime {
-            health,
-            admin: None,
-            path: Some(Path {
-                ifindex: 2,
-                source_mac: [2, 0, 0, 0, 0, 1],
-                destination_mac: [2, 0, 0, 0, 0, 2],
-            }),
-        }
+        move |_| test_support::reachable(health)
     }
 
     fn members(plan: &Plan) -> BTreeSet<u16> {
